@@ -1,0 +1,1 @@
+"""File I/O: video and audio via PyAV (FFmpeg), atomic writes, model asset locations."""

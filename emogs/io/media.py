@@ -1,0 +1,196 @@
+"""Video and audio through PyAV (FFmpeg libraries bundled in the `av` wheel): probe, decode, encode.
+
+Frames are numpy uint8 RGB arrays (H, W, 3). Audio is float32 mono in [-1, 1] at a requested rate.
+Writers go through a temporary file and rename, so a crash never leaves a playable half-file.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from emogs.errors import InputError
+from emogs.io.atomic import atomic_path
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    width: int
+    height: int
+    fps: float
+    duration: float  # seconds
+    num_frames: int  # estimated when the container does not say
+    has_audio: bool
+    audio_rate: int | None
+    audio_channels: int | None
+    codec: str
+
+
+def _open(path: str | Path):
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return av.open(str(path))
+    except Exception as e:  # av.error.InvalidDataError and friends
+        raise InputError(f"{path}: not a readable media file ({type(e).__name__})") from None
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read stream facts; raise InputError if there is no video stream."""
+    with _open(path) as c:
+        if not c.streams.video:
+            raise InputError(f"{path}: has no video stream")
+        v = c.streams.video[0]
+        fps = float(v.average_rate or v.guessed_rate or 25)
+        if v.duration is not None and v.time_base is not None:
+            dur = float(v.duration * v.time_base)
+        elif c.duration is not None:
+            dur = c.duration / 1_000_000
+        else:
+            dur = 0.0
+        n = v.frames or int(round(dur * fps))
+        a = c.streams.audio[0] if c.streams.audio else None
+        return VideoInfo(str(path), v.codec_context.width, v.codec_context.height, fps, dur, n, a is not None,
+                         a.codec_context.sample_rate if a else None, a.codec_context.channels if a else None,
+                         v.codec_context.name)
+
+
+def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int] | None = None,
+                max_seconds: float | None = None) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames (H, W, 3), optionally resampled to `fps` and resized to `size` = (width, height).
+
+    Resampling picks, for output time k/fps, the source frame shown at that time (the frame with the
+    largest timestamp <= k/fps), like FFmpeg's fps filter: frames are duplicated or dropped, never blended.
+    """
+    with _open(path) as c:
+        if not c.streams.video:
+            raise InputError(f"{path}: has no video stream")
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        src_step = float(1 / (stream.average_rate or stream.guessed_rate or 25))
+        w, h = size if size else (None, None)
+        limit = math.inf if max_seconds is None else max_seconds
+        k = 0  # next output frame index
+        prev = None  # (time, frame) of the last decoded source frame
+        t0 = None
+        try:
+            for frame in c.decode(stream):
+                t = float(frame.pts * frame.time_base) if frame.pts is not None else (prev[0] + src_step if prev else 0.0)
+                if t0 is None:
+                    t0 = t
+                t -= t0  # streams may start at a non-zero timestamp
+                if t >= limit:
+                    break
+                if fps is None:
+                    yield frame.to_ndarray(format="rgb24", width=w, height=h)
+                    continue
+                if prev is not None:
+                    while k / fps < t - 1e-6 and k / fps < limit:
+                        yield prev[1].to_ndarray(format="rgb24", width=w, height=h)
+                        k += 1
+                prev = (t, frame)
+            if fps is not None and prev is not None:
+                end = min(prev[0] + src_step, limit)
+                while k / fps < end - 1e-6:
+                    yield prev[1].to_ndarray(format="rgb24", width=w, height=h)
+                    k += 1
+        except InputError:
+            raise
+        except Exception as e:
+            raise InputError(f"{path}: decoding failed ({type(e).__name__}: {e})") from None
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
+    """Decode the first audio stream of any media file to float32 mono at `sample_rate`."""
+    import av
+
+    with _open(path) as c:
+        if not c.streams.audio:
+            raise InputError(f"{path}: has no audio track")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in c.decode(c.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except Exception as e:
+            raise InputError(f"{path}: audio decoding failed ({type(e).__name__})") from None
+    wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if max_seconds is not None:
+        wav = wav[: int(round(max_seconds * sample_rate))]
+    return wav
+
+
+def write_wav(path: str | Path, wav: np.ndarray, sample_rate: int = 16000) -> None:
+    """Write mono float audio as 16-bit PCM WAV (atomically)."""
+    import wave
+
+    pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2")
+    with atomic_path(path) as tmp:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(sample_rate)
+            w.writeframes(pcm.tobytes())
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25,
+                audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 18,
+                pix_fmt: str = "yuv420p", codec: str = "libx264") -> int:
+    """Encode RGB uint8 frames to MP4 (H.264, browser-playable with yuv420p), muxing mono float `audio`
+    as AAC when given. Returns the number of frames written. Atomic: temp file then rename."""
+    import av
+
+    path = Path(path)
+    n = 0
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4" if path.suffix.lower() in (".mp4", ".m4v", ".mov") else None) as c:
+            vs = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            vs.pix_fmt = pix_fmt
+            if codec == "libx264":
+                vs.options = {"crf": str(crf), "preset": "medium"}
+            a_s = None
+            if audio is not None:
+                a_s = c.add_stream("aac", rate=sample_rate)
+                a_s.layout = "mono"
+            for img in frames:
+                if n == 0:
+                    vs.height, vs.width = img.shape[:2]
+                    if pix_fmt == "yuv420p" and (vs.width % 2 or vs.height % 2):
+                        raise ValueError("yuv420p needs even frame sizes")
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[..., :3]), format="rgb24")
+                for pkt in vs.encode(vf):
+                    c.mux(pkt)
+                n += 1
+            if n == 0:
+                raise ValueError("no frames to write")
+            for pkt in vs.encode():
+                c.mux(pkt)
+            if a_s is not None and audio is not None and len(audio):
+                a = np.clip(np.asarray(audio, np.float32), -1, 1)
+                step = 1024
+                for i in range(0, len(a), step):
+                    chunk = a[i:i + step]
+                    af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+                    af.sample_rate = sample_rate
+                    af.pts = i
+                    for pkt in a_s.encode(af):
+                        c.mux(pkt)
+                for pkt in a_s.encode():
+                    c.mux(pkt)
+    return n
+
+
+def frames_for_audio(num_samples: int, sample_rate: int = 16000, fps: float = 25) -> int:
+    """Number of video frames covering an audio clip exactly (rounded up)."""
+    return int(math.ceil(num_samples * fps / sample_rate - 1e-9))

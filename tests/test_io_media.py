@@ -1,0 +1,57 @@
+"""emogs.io: media decode/encode round trips and atomic writes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emogs.errors import InputError
+from emogs.io import media
+from emogs.io.atomic import atomic_path, write_json, read_json
+
+
+def test_video_roundtrip_with_audio(tmp_path):
+    frames = np.zeros((30, 64, 96, 3), np.uint8)
+    for i in range(30):
+        frames[i, :, : 3 * i] = 200
+    audio = np.sin(np.linspace(0, 2 * np.pi * 440 * 1.2, 19200)).astype(np.float32) * 0.5
+    p = tmp_path / "v.mp4"
+    assert media.write_video(p, frames, fps=25, audio=audio) == 30
+    info = media.probe(p)
+    assert (info.width, info.height, info.fps, info.has_audio, info.audio_rate) == (96, 64, 25.0, True, 16000)
+    back = np.stack(list(media.read_frames(p)))
+    assert back.shape == frames.shape
+    assert np.abs(back.astype(int) - frames).mean() < 4
+    wav = media.load_audio(p)
+    assert abs(len(wav) - len(audio)) < 2048
+    # resampling 25 -> 10 fps keeps duration
+    assert len(list(media.read_frames(p, fps=10))) == 12
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        media.probe(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    with pytest.raises(InputError, match="not a readable media file"):
+        media.probe(junk)
+    silent = tmp_path / "silent.mp4"
+    media.write_video(silent, np.zeros((5, 32, 32, 3), np.uint8))
+    with pytest.raises(InputError, match="no audio"):
+        media.load_audio(silent)
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path):
+    target = tmp_path / "a.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert read_json(target) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_real_clip_resampled_to_25fps(shared_data):
+    p = shared_data / "video" / "macron_50s.mp4"  # 30 fps source
+    n = sum(1 for _ in media.read_frames(p, fps=25, max_seconds=2.0))
+    assert n == 50
