@@ -45,9 +45,60 @@ def _run_prepare(a: argparse.Namespace) -> None:
     prepare(a.video, a.output, cfg, force=a.force)
 
 
+# --- synth -----------------------------------------------------------------------------------------
+def _args_synth(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output video (.mp4); VIDEO.gt.csv and VIDEO.events.json are written beside it")
+    p.add_argument("--text", default=None, help="sentence to speak (espeak-ng; default: a built-in sentence)")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice (default en-us)")
+    p.add_argument("--events", default="default",
+                   help="scripted expressions 'kind:start-end[:amplitude],...' with kinds brow_raise, frown, "
+                        "smile; 'none' for none (default: brow_raise:1.0-2.2:0.9,frown:3.2-4.4:0.9,smile:5.4-6.8:0.9)")
+    p.add_argument("--size", type=int, default=512, help="frame size in pixels (square, default 512)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (blinks, head motion, texture)")
+    p.add_argument("--head-motion", type=float, default=1.0, help="scale of the head pose noise (0 = still)")
+    p.add_argument("--face-model", choices=("auto", "mediapipe", "ict"), default="auto",
+                   help="head model: mediapipe canonical mesh (auto = mediapipe; ict is not implemented yet)")
+
+
+def _run_synth(a: argparse.Namespace) -> None:
+    from emogs.synth.generate import DEFAULT_TEXT, SynthConfig, synth
+
+    synth(a.output, SynthConfig(text=a.text or DEFAULT_TEXT, voice=a.voice, events=a.events, size=a.size, seed=a.seed,
+                                head_motion=a.head_motion, face_model=a.face_model))
+
+
+# --- render ----------------------------------------------------------------------------------------
+def _args_render(p: argparse.ArgumentParser) -> None:
+    from emogs.control.cli_args import add_control_args
+
+    p.add_argument("run", type=Path, help="trained run folder (from `emogs train`)")
+    p.add_argument("--audio", type=Path, required=True,
+                   help="speech: wav/mp3/m4a/flac or a video's audio track; any rate, mono or stereo, any length")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output MP4 (H.264 + AAC, 25 fps)")
+    p.add_argument("--side-by-side", action="store_true", help="render beside a plot of requested vs measured AUs")
+    p.add_argument("--allow-silent", action="store_true", help="render silent audio (an idle head) instead of failing")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--batch", type=int, default=8, help="frames rendered per batch")
+    add_control_args(p)
+
+
+def _run_render(a: argparse.Namespace) -> None:
+    from emogs.avatar import Avatar
+    from emogs.control.cli_args import controls_from_args
+    from emogs.io.media import frames_for_audio, load_audio
+
+    av = Avatar.load(a.run, device=a.device)
+    wav = load_audio(a.audio, 16000)
+    plan = controls_from_args(a, frames_for_audio(len(wav)), fps=25, default_au=av.default_au)
+    av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch)
+
+
 COMMANDS = {
     "analyze": (_args_analyze, _run_analyze, "per-frame AUs, blendshapes, head pose (OpenFace-like CSV)"),
     "prepare": (_args_prepare, _run_prepare, "turn a talking-head video into a training dataset"),
+    "render": (_args_render, _run_render, "drive a trained head with new speech and AU / emotion / pose controls"),
+    "synth": (_args_synth, _run_synth, "synthetic talking head with exact AU / blendshape ground truth"),
 }
 
 
