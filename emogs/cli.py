@@ -94,11 +94,94 @@ def _run_render(a: argparse.Namespace) -> None:
     av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch)
 
 
+# --- train -----------------------------------------------------------------------------------------
+def _args_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", type=Path, help="dataset folder made by `emogs prepare`")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder (resumed if it has a checkpoint)")
+    p.add_argument("--iters", type=int, default=None, help="training iterations (rescales the stage schedule)")
+    p.add_argument("--variant", choices=["audio", "au", "au_szpab", "au_citae", "full"], default=None,
+                   help="ablation: audio only, +AU, +AU+SZ-PAB, +AU+CIT-AE, full (default)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: CUDA (gsplat, 512 px preset) when available, else CPU (small preset)")
+    p.add_argument("--config-json", default=None,
+                   help="config overrides: a JSON file or JSON text, nested or dotted keys (e.g. '{\"resolution\": 256}')")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run folder")
+
+
+def _run_train(a: argparse.Namespace) -> None:
+    import json
+
+    from emogs.errors import InputError
+    from emogs.train.config import build_config
+    from emogs.train.loop import train
+
+    overrides = None
+    if a.config_json:
+        src = Path(a.config_json)
+        text = src.read_text() if src.is_file() else a.config_json
+        try:
+            overrides = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"--config-json: not JSON ({e})") from None
+    if a.no_resume and (a.output / "checkpoints").exists():
+        raise InputError(f"{a.output}: already holds a run (drop --no-resume to continue it)")
+    try:
+        cfg = build_config(a.device, a.iters, a.variant, overrides)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"config: {e}") from None
+    train(a.dataset, a.output, cfg, resume=not a.no_resume)
+
+
+# --- eval ------------------------------------------------------------------------------------------
+def _eval_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--emotion", default=None,
+                   help="requested/ground-truth emotion for e_score (angry disgust fear happy sad surprise neutral)")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
+    p.add_argument("--image-stride", type=int, default=1, help="PSNR/SSIM/LPIPS on every k-th frame (default 1)")
+    p.add_argument("--identity-stride", type=int, default=5, help="dlib identity on every k-th frame (default 5)")
+
+
+def _eval_options(a: argparse.Namespace):
+    from emogs.eval.suite import EvalOptions
+
+    return EvalOptions(emotion=a.emotion, lpips_net=a.lpips_net, image_stride=a.image_stride,
+                       identity_stride=a.identity_stride, progress=True)
+
+
+def _args_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="training run folder (reads RUN/<split>_render.mp4: render | ground truth)")
+    p.add_argument("--split", default="test", help="split whose side-by-side render to evaluate (default test)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="report folder (default RUN/eval_<split>)")
+    _eval_common(p)
+
+
+def _run_eval(a: argparse.Namespace) -> None:
+    from emogs.eval.run import eval_run
+
+    print(eval_run(a.run, a.split, a.output, a.emotion, _eval_options(a)))
+
+
+def _args_eval_videos(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pred", type=Path, help="predicted (rendered) video; its audio is used for the sync score")
+    p.add_argument("gt", type=Path, help="ground-truth video, frame-aligned with the prediction")
+    p.add_argument("-o", "--output", type=Path, default=Path("eval_report"), help="report folder (default eval_report)")
+    _eval_common(p)
+
+
+def _run_eval_videos(a: argparse.Namespace) -> None:
+    from emogs.eval.run import eval_videos
+
+    print(eval_videos(a.pred, a.gt, a.output, a.emotion, _eval_options(a)))
+
+
 COMMANDS = {
     "analyze": (_args_analyze, _run_analyze, "per-frame AUs, blendshapes, head pose (OpenFace-like CSV)"),
     "prepare": (_args_prepare, _run_prepare, "turn a talking-head video into a training dataset"),
+    "train": (_args_train, _run_train, "train an AU-controllable 3DGS talking head on a prepared dataset"),
     "render": (_args_render, _run_render, "drive a trained head with new speech and AU / emotion / pose controls"),
     "synth": (_args_synth, _run_synth, "synthetic talking head with exact AU / blendshape ground truth"),
+    "eval": (_args_eval, _run_eval, "metrics report of a training run (PSNR/SSIM/LPIPS, LMD, CSIM, AUE, sync, ...)"),
+    "eval-videos": (_args_eval_videos, _run_eval_videos, "metrics report of a predicted video against ground truth"),
 }
 
 

@@ -1,0 +1,128 @@
+"""`emogs eval-videos` and `emogs eval`: read inputs, call `evaluate_frames`, write the report.
+
+Both read video at 25 fps (the project's time base: frame i <-> audio samples [640 i, 640 (i+1)) at
+16 kHz), so AU-jerk and sync lags are per 25 fps frame whatever the input rate.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emogs.errors import InputError
+from emogs.eval.report import write_report
+from emogs.eval.suite import EvalOptions, evaluate_frames
+from emogs.io.atomic import read_json
+from emogs.io.media import load_audio, probe, read_frames
+
+FPS = 25.0
+SAMPLE_RATE = 16000
+BENCHMARK_FILES = ("render_benchmark.json", "benchmark.json")
+
+
+def _stream_starts(path: Path) -> tuple[float, float]:
+    """Start times (s) of the first video and first audio stream (0 when unknown)."""
+    import av
+
+    with av.open(str(path)) as c:
+        def start(s) -> float:
+            return float(s.start_time * s.time_base) if s is not None and s.start_time is not None else 0.0
+        return start(c.streams.video[0] if c.streams.video else None), \
+            start(c.streams.audio[0] if c.streams.audio else None)
+
+
+def load_aligned_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
+    """Mono audio whose sample 0 is at the first video frame (containers may start the streams at different
+    times; `read_frames` starts at the first frame). None when the file has no audio."""
+    path = Path(path)
+    if not probe(path).has_audio:
+        return None
+    wav = load_audio(path, sample_rate)
+    v0, a0 = _stream_starts(path)
+    k = int(round((v0 - a0) * sample_rate))
+    if k > 0:
+        wav = wav[k:]
+    elif k < 0:
+        wav = np.concatenate([np.zeros(-k, np.float32), wav])
+    return wav
+
+
+def eval_videos(pred: str | Path, gt: str | Path, out_dir: str | Path, emotion: str | None = None,
+                options: EvalOptions | None = None) -> Path:
+    """Evaluate two aligned videos; the sync audio comes from `pred` (else `gt`). Returns metrics.json path."""
+    pred, gt = Path(pred), Path(gt)
+    ip, ig = probe(pred), probe(gt)
+    o = options or EvalOptions()
+    o.emotion = emotion or o.emotion
+    notes = []
+    size = None
+    if (ip.width, ip.height) != (ig.width, ig.height):
+        size = (ig.width, ig.height)
+        notes.append(f"prediction {ip.width}x{ip.height} resized to the ground truth's {ig.width}x{ig.height}")
+    audio, audio_src = load_aligned_audio(pred), str(pred)
+    if audio is None:
+        audio, audio_src = load_aligned_audio(gt), str(gt)
+        if audio is not None:
+            notes.append("the prediction has no audio: sync uses the ground truth's audio")
+        else:
+            audio_src = None
+    res = evaluate_frames(read_frames(pred, fps=FPS, size=size), read_frames(gt, fps=FPS), audio, o)
+    res.notes[:0] = notes
+    inputs = {"pred": str(pred), "gt": str(gt), "audio": audio_src, "emotion": o.emotion,
+              "pred_fps": ip.fps, "gt_fps": ig.fps, "read_fps": FPS}
+    return write_report(res, out_dir, inputs, title="emogs eval-videos")
+
+
+def split_side_by_side(frames):
+    """(H, 2W, 3) frames -> two iterators of (H, W, 3): left (render) and right (ground truth)."""
+    a, b = itertools.tee(frames, 2)
+
+    def half(it, right: bool):
+        for f in it:
+            w = f.shape[1]
+            if w % 2:
+                raise InputError(f"side-by-side frame width {w} is odd: cannot split render | ground truth")
+            yield np.ascontiguousarray(f[:, w // 2:] if right else f[:, : w // 2])
+
+    return half(a, False), half(b, True)
+
+
+def read_benchmark_fps(run: Path) -> tuple[float | None, str | None]:
+    """`fps` (or `render_fps`) from RUN/render_benchmark.json or RUN/benchmark.json, when present."""
+    for name in BENCHMARK_FILES:
+        p = run / name
+        if p.is_file():
+            d = read_json(p)
+            for key in ("fps", "render_fps"):
+                if isinstance(d, dict) and isinstance(d.get(key), (int, float)):
+                    return float(d[key]), str(p)
+    return None, None
+
+
+def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = None,
+             emotion: str | None = None, options: EvalOptions | None = None) -> Path:
+    """Evaluate a training run from RUN/<split>_render.mp4 (render | ground truth side by side, split audio
+    muxed in). Adds `fps` from the render benchmark file and keeps RUN/metrics.json as `meta.inputs.train_metrics`."""
+    run = Path(run)
+    if not run.is_dir():
+        raise InputError(f"{run}: not a run folder")
+    video = run / f"{split}_render.mp4"
+    if not video.is_file():
+        raise InputError(f"{video} not found (train writes test_render.mp4; other splits need a render first)")
+    o = options or EvalOptions()
+    o.emotion = emotion or o.emotion
+    pred, gt = split_side_by_side(read_frames(video, fps=FPS))
+    res = evaluate_frames(pred, gt, load_aligned_audio(video), o)
+    inputs: dict[str, Any] = {"run": str(run), "split": split, "video": str(video),
+                              "layout": "left half = render, right half = ground truth", "emotion": o.emotion}
+    fps, src = read_benchmark_fps(run)
+    if fps is not None:
+        res.metrics["fps"] = fps
+        inputs["fps_source"] = src
+    else:
+        res.notes.append("no render benchmark file (" + " / ".join(BENCHMARK_FILES) + "): fps not reported")
+    if (run / "metrics.json").is_file():
+        inputs["train_metrics"] = read_json(run / "metrics.json")
+    return write_report(res, Path(out_dir) if out_dir else run / f"eval_{split}", inputs, title=f"emogs eval {run.name}")
