@@ -1,0 +1,63 @@
+"""ModelConfig: the talking-head network's settings (nested inside TrainConfig, saved in RUN/config.json)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ablation variants of the paper: which components are on
+VARIANTS: dict[str, dict[str, bool]] = {
+    "audio": dict(use_au=False, use_citae=False, use_szpab=False, use_raar=False),
+    "au": dict(use_au=True, use_citae=False, use_szpab=False, use_raar=False),
+    "au_szpab": dict(use_au=True, use_citae=False, use_szpab=True, use_raar=True),
+    "au_citae": dict(use_au=True, use_citae=True, use_szpab=False, use_raar=False),
+    "full": dict(use_au=True, use_citae=True, use_szpab=True, use_raar=True),
+}
+
+
+@dataclass
+class ModelConfig:
+    variant: str = "full"  # audio | au | au_szpab | au_citae | full (see VARIANTS)
+    # canonical Gaussians at initialisation
+    num_face: int = 6000
+    num_shell: int = 4000
+    num_mouth: int = 800
+    # data-dependent sizes (filled from the dataset at training start)
+    audio_feature: str = "mel"  # mel | whisper
+    audio_dim: int = 80
+    audio_window: int = 8  # dataset audio_window: 2*audio_window feature rows per frame
+    au_window: int = 9  # T frames of AU intensities, centred
+    num_aus: int = 17
+    # networks
+    token_dim: int = 64
+    heads: int = 2
+    triplane_channels: int = 16
+    triplane_res: int = 32
+    triplane_levels: int = 2
+    hidden: int = 128
+    pose_dim: int = 16
+    citae_hidden: int = 32
+    # SZ-PAB bias strengths (additive attention logits)
+    bias_au_in_mouth: float = -4.0
+    bias_audio_in_upper: float = -4.0
+    bias_synergy: float = 0.0
+    bias_other: float = 0.0
+
+    def flags(self) -> dict[str, bool]:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant '{self.variant}' (choose from {', '.join(VARIANTS)})")
+        return dict(VARIANTS[self.variant])
+
+    @property
+    def use_au(self) -> bool:
+        return self.flags()["use_au"]
+
+    @property
+    def use_citae(self) -> bool:
+        return self.flags()["use_citae"]
+
+    @property
+    def use_szpab(self) -> bool:
+        return self.flags()["use_szpab"]
+
+    @property
+    def use_raar(self) -> bool:
+        return self.flags()["use_raar"]

@@ -1,0 +1,132 @@
+"""TalkingHead: canonical Gaussians + audio/AU-driven deformation, rendered and composited over a plate.
+
+Inference API (used by training, `emogs render`, `emogs eval`): `TalkingHead.forward(world_to_cam, K,
+audio, au_window, width, height, background)` renders a batch of frames from caller-supplied audio
+feature windows and AU windows, so AU controls can be set explicitly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from emogs.model.audio_enc import AudioEncoder
+from emogs.model.cit_ae import CITAE, PlainAUEncoder
+from emogs.model.config import ModelConfig
+from emogs.model.deform import DeformNet, PoseEncoder
+from emogs.model.encodings import TriPlane
+from emogs.model.gaussians import GaussianSet
+from emogs.model.szpab import SZPAB, TOKEN_AU, TOKEN_AUDIO, bias_table
+
+
+@dataclass
+class HeadOutput:
+    rgb: torch.Tensor  # (B, H, W, 3) composited over the background
+    alpha: torch.Tensor  # (B, H, W, 1) rendered head coverage
+    depth: torch.Tensor  # (B, H, W, 1)
+    head_rgb: torch.Tensor  # (B, H, W, 3) premultiplied head colour before compositing
+    attn: torch.Tensor  # (B, N, L) SZ-PAB attention (head mean)
+    token_type: torch.Tensor  # (L,) TOKEN_AUDIO / TOKEN_AU
+    means: torch.Tensor  # (B, N, 3) deformed centres (retain_grad for densification)
+    offsets: torch.Tensor  # (B, N, 14) raw deformation outputs
+
+
+class TalkingHead(nn.Module):
+    def __init__(self, cfg: ModelConfig, gaussians: GaussianSet, box_lo: torch.Tensor | None = None,
+                 box_hi: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        flags = cfg.flags()
+        self.use_au = flags["use_au"]
+        self.gaussians = gaussians
+        m = gaussians.means.detach()
+        if box_lo is None or box_hi is None:  # encoding box: the canonical cloud plus a 15% margin
+            pad = 0.15 * (m.max(0).values - m.min(0).values)
+            box_lo, box_hi = m.min(0).values - pad, m.max(0).values + pad
+        d = cfg.token_dim
+        self.encoding = TriPlane(box_lo, box_hi, cfg.triplane_channels, cfg.triplane_res, cfg.triplane_levels)
+        self.audio_enc = AudioEncoder(cfg.audio_dim, 2 * cfg.audio_window, d)
+        if self.use_au:
+            self.au_enc = (CITAE(cfg.num_aus, cfg.au_window, d, cfg.citae_hidden) if flags["use_citae"]
+                           else PlainAUEncoder(cfg.num_aus, cfg.au_window, d))
+        bias = bias_table(cfg.bias_au_in_mouth, cfg.bias_audio_in_upper, cfg.bias_synergy, cfg.bias_other)
+        self.szpab = SZPAB(self.encoding.out_dim, d, cfg.heads, bias, use_bias=flags["use_szpab"])
+        self.pose = PoseEncoder(cfg.pose_dim)
+        self.deform = DeformNet(self.encoding.out_dim, d, cfg.pose_dim, cfg.hidden)
+
+    @classmethod
+    def from_state_dict(cls, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> "TalkingHead":
+        """Rebuild with the Gaussian count stored in `state` (it changes with densification), then load."""
+        g = GaussianSet(state["gaussians.means"].shape[0])
+        model = cls(cfg, g, state["encoding.lo"], state["encoding.hi"])
+        model.load_state_dict(state)
+        return model
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        """Everything but the Gaussians and the tri-plane (they get their own learning rates)."""
+        skip = {id(p) for p in self.gaussians.parameters()} | {id(p) for p in self.encoding.parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def tokens(self, audio: torch.Tensor, au_window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio (B, R, D), au_window (B, T, K) -> tokens (B, L, d), token_type (L,)."""
+        a = self.audio_enc(audio)  # (B, M, d)
+        types = [torch.full((a.shape[1],), TOKEN_AUDIO, dtype=torch.long, device=a.device)]
+        toks = [a]
+        if self.use_au:
+            u = self.au_enc(au_window)  # (B, K, d)
+            toks.append(u)
+            types.append(torch.full((u.shape[1],), TOKEN_AU, dtype=torch.long, device=a.device))
+        return torch.cat(toks, 1), torch.cat(types)
+
+    def deformed(self, world_to_cam: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor) -> dict:
+        """Per-frame Gaussians: means (B,N,3), quats (B,N,4), scales (B,N,3), opacities (B,N), colors (B,N,3)."""
+        g = self.gaussians
+        feat = self.encoding(g.means.detach())  # (N, F)
+        toks, ttype = self.tokens(audio, au_window)
+        att, attn = self.szpab(feat, toks, g.zone, ttype)  # (B, N, d), (B, N, L)
+        off = self.deform(feat, att, self.pose(world_to_cam))  # (B, N, 14)
+        return dict(
+            means=g.means + off[..., 0:3],
+            quats=F.normalize(g.quats + off[..., 3:7], dim=-1),
+            scales=torch.exp(g.log_scales + off[..., 7:10]),
+            colors=torch.sigmoid(g.color_logit + off[..., 10:13]),
+            opacities=torch.sigmoid(g.opacity_logit + off[..., 13]),
+            attn=attn, token_type=ttype, offsets=off)
+
+    def forward(self, world_to_cam: torch.Tensor, K: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor,
+                width: int, height: int, background: torch.Tensor | None = None,
+                backend: str = "auto") -> HeadOutput:
+        """Render B frames. world_to_cam (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K),
+        background (B,H,W,3) or (H,W,3) or None (black)."""
+        from emogs.render import rasterize
+
+        d = self.deformed(world_to_cam, audio, au_window)
+        out = rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], world_to_cam, K,
+                        width, height, backend=backend)
+        head = out.colors[..., :3]  # (B, H, W, 3) premultiplied by alpha
+        rgb = head if background is None else head + (1 - out.alpha) * background
+        return HeadOutput(rgb, out.alpha, out.depth, head, d["attn"], d["token_type"], d["means"], d["offsets"])
+
+
+@torch.no_grad()
+def render_frames(model: TalkingHead, world_to_cam: torch.Tensor, K: torch.Tensor, audio: torch.Tensor,
+                  au_window: torch.Tensor, width: int, height: int, background: torch.Tensor | None = None,
+                  batch: int = 4, backend: str = "auto") -> torch.Tensor:
+    """Render F frames from caller-supplied controls -> uint8 (F, H, W, 3) on the CPU.
+
+    world_to_cam (F,4,4); K (3,3) or (F,3,3) in pixels of the output size; audio (F,R,D) feature
+    windows; au_window (F,T,17) AU windows (set them to steer expressions); background (H,W,3) in [0,1]."""
+    dev = next(model.parameters()).device
+    n = world_to_cam.shape[0]
+    if K.dim() == 2:
+        K = K.expand(n, 3, 3)
+    frames = []
+    for i in range(0, n, batch):
+        sl = slice(i, min(n, i + batch))
+        bg = None if background is None else background.to(dev).expand(sl.stop - sl.start, -1, -1, -1)
+        out = model(world_to_cam[sl].to(dev).float(), K[sl].to(dev).float(), audio[sl].to(dev).float(),
+                    au_window[sl].to(dev).float(), width, height, bg, backend=backend)
+        frames.append((out.rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+    return torch.cat(frames)

@@ -1,0 +1,145 @@
+"""TrainConfig: everything a run needs (model, losses, optimiser, stages, densification, data), saved as
+RUN/config.json next to every checkpoint. Two presets: `cpu_config()` (small, CI-sized) and
+`gpu_config()` (512 px, ~10 min on one H100)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from emogs.model.config import ModelConfig
+
+
+@dataclass
+class LossConfig:
+    l1: float = 1.0
+    dssim: float = 0.2
+    lpips: float = 0.05  # perceptual (emogs.eval.lpips, AlexNet); fine stage only
+    lpips_net: str = "alex"
+    lip: float = 0.5  # L1 on the mouth-zone crop (coarse stage); fine stage uses lip * fine_lip_boost
+    fine_lip_boost: float = 2.0
+    alpha: float = 0.1  # rendered alpha vs the soft head mask (clean silhouette, no seam at the neck)
+    raar: float = 0.01
+    raar_margin: float = 0.2
+    mouth_depth: float = 0.1  # fine stage: mouth-interior Gaussians stay behind the lip surface
+    offset_reg: float = 0.001  # small L2 on position offsets (keeps the canonical head meaningful)
+    lip_sync: float = 0.0  # hook, later issue (paper: 0.1)
+    au_consistency: float = 0.0  # hook, later issue (paper: 0.05)
+
+
+@dataclass
+class OptimConfig:
+    lr_net: float = 1e-4  # -> lr_net_final, exponential
+    lr_net_final: float = 1e-5
+    lr_encoding: float = 1e-3  # tri-plane features -> lr_encoding_final
+    lr_encoding_final: float = 1e-4
+    lr_means: float = 1.6e-4  # x scene extent -> lr_means_final x extent
+    lr_means_final: float = 1.6e-6
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacity: float = 5e-2
+    lr_colors: float = 2.5e-3
+
+
+@dataclass
+class DensifyConfig:
+    start: int = 1000
+    stop: int = 7000
+    every: int = 100
+    grad_threshold: float = 2e-4  # mean view-space (NDC) positional gradient
+    percent_dense: float = 0.01  # clone if max scale <= percent_dense * extent, else split
+    min_opacity: float = 0.005
+    max_scale: float = 0.1  # prune if max scale > max_scale * extent
+    max_gaussians: int = 200_000
+    max_grow: float = 0.05  # at most this fraction of N added per densification step (strongest grads)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    iters: int = 10_000
+    fine_start: int = 6000  # iteration at which the "fine" stage (lips, LPIPS, depth) begins
+    batch_size: int = 1
+    resolution: int = 512  # training/render size (images and K downscaled from the dataset size)
+    device: str = "auto"  # auto | cpu | cuda
+    backend: str = "auto"  # rasteriser backend: auto | gsplat | torch
+    seed: int = 0
+    log_every: int = 50
+    preview_every: int = 1000
+    checkpoint_every: int = 1000
+    num_init_views: int = 4  # frames back-projected for the hair/neck shell
+    num_vote_views: int = 40  # frames whose label maps vote the zones
+    neck_soft_px: float = 6.0  # blur (at 512 px) of the head-mask target near the neck/torso
+    eval_lpips: bool = True
+    time_budget_s: float = 0.0  # >0: after `calib_iters`, shrink `iters` (schedule rescaled) to fit this wall time
+    calib_iters: int = 300
+
+    def scaled(self, iters: int) -> "TrainConfig":
+        """Copy with `iters` total and the stage/densification/log schedule scaled proportionally."""
+        f = iters / self.iters
+        d = self.densify
+        return dataclasses.replace(
+            self, iters=iters, fine_start=int(round(self.fine_start * f)),
+            densify=dataclasses.replace(d, start=int(round(d.start * f)), stop=int(round(d.stop * f)),
+                                        every=max(1, int(round(d.every * f)))),
+            preview_every=max(1, int(round(self.preview_every * f))),
+            checkpoint_every=max(1, int(round(self.checkpoint_every * f))))
+
+
+def gpu_config() -> TrainConfig:
+    """One H100, 512 px, ~10 k iterations in a few minutes."""
+    return TrainConfig(model=ModelConfig(num_face=30000, num_shell=20000, num_mouth=3000),
+                       iters=10_000, fine_start=6000, resolution=512, batch_size=1, log_every=200,
+                       densify=DensifyConfig(max_gaussians=150_000))
+
+
+def cpu_config() -> TrainConfig:
+    """Small enough for CI on 2 cores: 128 px, ~11 k Gaussians, 600 iterations."""
+    return TrainConfig(
+        model=ModelConfig(num_face=6000, num_shell=4000, num_mouth=600, token_dim=32, hidden=64,
+                          triplane_channels=8, triplane_res=32, pose_dim=8, citae_hidden=16),
+        iters=600, fine_start=400, resolution=128, log_every=25, preview_every=200, checkpoint_every=200,
+        num_vote_views=20,
+        densify=DensifyConfig(start=100, stop=450, every=50, max_gaussians=20_000),
+        loss=LossConfig(lpips=0.0), eval_lpips=True)
+
+
+def _deep_merge(base: dict, upd: dict) -> dict:
+    for k, v in upd.items():
+        if "." in k:  # dotted key: "model.variant"
+            head, rest = k.split(".", 1)
+            base.setdefault(head, {})
+            _deep_merge(base[head], {rest: v})
+        elif isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_merge(base[k], v)
+        else:
+            if k not in base:
+                raise ValueError(f"unknown config key '{k}'")
+            base[k] = v
+    return base
+
+
+def build_config(device: str = "auto", iters: int | None = None, variant: str | None = None,
+                 overrides: dict | None = None) -> TrainConfig:
+    """The preset for the device (CUDA: `gpu_config`, else `cpu_config`), then JSON overrides (nested or
+    dotted keys), the variant, and `iters` (which rescales the stage/densification schedule)."""
+    import json
+
+    import torch
+
+    from emogs import config as cfgio
+
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    cfg = gpu_config() if cuda else cpu_config()
+    cfg = dataclasses.replace(cfg, device=device)
+    if overrides:
+        d = _deep_merge(json.loads(json.dumps(cfgio.to_dict(cfg))), overrides)
+        cfg = cfgio.from_dict(TrainConfig, d)
+    if variant is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=variant))
+    cfg.model.flags()  # validates the variant
+    if iters is not None and iters != cfg.iters:
+        cfg = cfg.scaled(iters)
+    return cfg

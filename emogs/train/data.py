@@ -1,0 +1,126 @@
+"""Training data in memory: every frame of a split at the training resolution, as tensors on the device.
+
+Built from any dataset object with the `TalkingHeadDataset` item dict (`image`, `labels`, `world_to_cam`,
+`K`, `audio`, `au_window`, `index`) and a `background` attribute, so tests can use small in-memory fakes.
+Images are kept as uint8 (a 1750-frame 512 px clip is ~1.4 GB) and converted per batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HEAD_LABELS = (2, 3, 4, 5, 6)  # head-other, synergy, expression, lips, mouth interior
+LIP_LABELS = (5, 6)
+
+
+def resize_image(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def resize_labels(lab: np.ndarray, size: int) -> np.ndarray:
+    if lab.shape[0] == size and lab.shape[1] == size:
+        return lab
+    return cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def scale_K(K: np.ndarray, s: float) -> np.ndarray:
+    """Intrinsics for an image scaled by s (pixel-centre convention: continuous coords scale linearly)."""
+    K = np.array(K, np.float64)
+    K[:2] *= s
+    return K
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    return img if img.dtype == np.uint8 else np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+
+
+@dataclass
+class FrameBank:
+    images: torch.Tensor  # (F, S, S, 3) uint8
+    labels: torch.Tensor  # (F, S, S) uint8
+    world_to_cam: torch.Tensor  # (F, 4, 4) f32
+    K: torch.Tensor  # (F, 3, 3) f32 at resolution S
+    audio: torch.Tensor  # (F, R, D) f32
+    au_window: torch.Tensor  # (F, T, 17) f32
+    index: torch.Tensor  # (F,) dataset frame index
+    background: torch.Tensor  # (S, S, 3) f32 plate
+    size: int
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @classmethod
+    def from_dataset(cls, ds, size: int, device: torch.device | str = "cpu") -> "FrameBank":
+        n = len(ds)
+        imgs, labs, w2c, Ks, aud, auw, idx = [], [], [], [], [], [], []
+        for i in range(n):
+            it = ds[i]
+            src = it["image"].shape[0]
+            imgs.append(resize_image(_to_u8(it["image"]), size))
+            labs.append(resize_labels(np.asarray(it["labels"], np.uint8), size))
+            w2c.append(it["world_to_cam"])
+            Ks.append(scale_K(it["K"], size / src))
+            aud.append(np.asarray(it["audio"], np.float32))
+            auw.append(np.asarray(it["au_window"], np.float32))
+            idx.append(int(it["index"]))
+        bg = resize_image(_to_u8(np.asarray(ds.background)), size)
+        t = lambda a, dt=torch.float32: torch.as_tensor(np.stack(a) if isinstance(a, list) else a, dtype=dt).to(device)
+        return cls(t(imgs, torch.uint8), t(labs, torch.uint8), t(w2c), t(Ks), t(aud), t(auw),
+                   t(idx, torch.long), t(bg) / 255.0, size)
+
+    def batch(self, ids: torch.Tensor, neck_soft_px: float = 0.0) -> dict[str, torch.Tensor]:
+        """Float batch for frame ids (B,): image, labels, cameras, tokens' inputs, masks, background."""
+        img = self.images[ids].float() / 255.0  # (B, S, S, 3)
+        lab = self.labels[ids]  # (B, S, S)
+        head = torch.isin(lab, torch.tensor(HEAD_LABELS, device=lab.device)).float()[..., None]  # (B,S,S,1)
+        if neck_soft_px > 0:
+            head = soften(head, neck_soft_px)
+        # the compositing background: GT where the label is background/torso (the head is trained over
+        # the frame's own torso, so it never learns to paint or hide it), the plate elsewhere
+        bgt = torch.where((lab <= 1)[..., None], img, self.background.expand_as(img))
+        return dict(image=img, labels=lab, head_mask=head, lip_mask=lip_box_mask(lab),
+                    background=bgt, world_to_cam=self.world_to_cam[ids], K=self.K[ids],
+                    audio=self.audio[ids], au_window=self.au_window[ids], index=self.index[ids])
+
+
+def soften(mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian-blur a (B, H, W, 1) mask (separable, zero padding)."""
+    r = max(1, int(3 * sigma))
+    x = torch.arange(-r, r + 1, dtype=mask.dtype, device=mask.device)
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    g = g / g.sum()
+    m = mask.permute(0, 3, 1, 2)
+    m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
+    m = F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
+    return m.permute(0, 2, 3, 1)
+
+
+def lip_box_mask(labels: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
+    """(B, H, W) labels -> (B, H, W, 1) box around the lips/mouth (labels 5, 6), grown by `margin`."""
+    b, h, w = labels.shape
+    out = torch.zeros(b, h, w, 1, device=labels.device)
+    lips = torch.isin(labels, torch.tensor(LIP_LABELS, device=labels.device))
+    for i in range(b):
+        ys, xs = torch.nonzero(lips[i], as_tuple=True)
+        if len(ys) == 0:
+            continue
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        dy, dx = int((y1 - y0) * margin) + 1, int((x1 - x0) * margin) + 1
+        out[i, max(0, y0 - dy):y1 + dy, max(0, x0 - dx):x1 + dx] = 1
+    return out
+
+
+def face_box(labels: np.ndarray, margin: float = 0.05) -> tuple[int, int, int, int] | None:
+    """(H, W) labels -> box (x0, y0, x1, y1) around the face zones (labels 3-6), for face-region metrics."""
+    ys, xs = np.nonzero(np.isin(labels, (3, 4, 5, 6)))
+    if len(ys) == 0:
+        return None
+    h, w = labels.shape
+    dy, dx = int((ys.max() - ys.min()) * margin), int((xs.max() - xs.min()) * margin)
+    return (max(0, xs.min() - dx), max(0, ys.min() - dy), min(w, xs.max() + 1 + dx), min(h, ys.max() + 1 + dy))

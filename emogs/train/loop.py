@@ -1,0 +1,276 @@
+"""The one training loop: stages ("coarse": full image; "fine": lips/mouth emphasis, LPIPS, mouth depth),
+3DGS-rate Adam groups with exponential decay, densification, logging, previews, checkpoints, resume,
+and the final test-split evaluation (test_render.mp4 + metrics.json)."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+
+from emogs import config as cfgio
+from emogs.errors import InputError
+from emogs.io.atomic import atomic_path, write_json
+from emogs.model.gaussians import View, init_head_gaussians
+from emogs.model.head import TalkingHead
+from emogs.train.checkpoint import has_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint, save_model
+from emogs.train.config import TrainConfig
+from emogs.train.data import FrameBank
+from emogs.train.densify import DensifyStats, densify_and_prune
+from emogs.train.evaluate import evaluate_test
+from emogs.train.losses import LossContext, compute_losses
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def open_datasets(root: str | Path, cfg: TrainConfig):
+    """TalkingHeadDataset train/test splits with the model's audio/AU windows."""
+    from emogs.data.dataset import TalkingHeadDataset
+
+    m = cfg.model
+    kw = dict(audio_feature=m.audio_feature, audio_window=m.audio_window, au_window=m.au_window)
+    return TalkingHeadDataset(root, split="train", **kw), TalkingHeadDataset(root, split="test", **kw)
+
+
+def build_optimizer(model: TalkingHead, cfg: TrainConfig, extent: float) -> torch.optim.Adam:
+    o, g = cfg.optim, model.gaussians
+    groups = [
+        ("net", model.network_parameters(), o.lr_net, o.lr_net_final),
+        ("encoding", list(model.encoding.parameters()), o.lr_encoding, o.lr_encoding_final),
+        ("means", [g.means], o.lr_means * extent, o.lr_means_final * extent),
+        ("scales", [g.log_scales], o.lr_scales, o.lr_scales),
+        ("quats", [g.quats], o.lr_quats, o.lr_quats),
+        ("opacity", [g.opacity_logit], o.lr_opacity, o.lr_opacity),
+        ("colors", [g.color_logit], o.lr_colors, o.lr_colors),
+    ]
+    return torch.optim.Adam([dict(params=p, lr=a, name=n, lr0=a, lr1=b) for n, p, a, b in groups], eps=1e-15)
+
+
+def set_learning_rates(opt: torch.optim.Optimizer, it: int, total: int) -> None:
+    t = min(1.0, it / max(1, total))
+    for g in opt.param_groups:
+        g["lr"] = g["lr0"] * (g["lr1"] / g["lr0"]) ** t if g["lr0"] > 0 else 0.0
+
+
+def _views(bank: FrameBank, n: int) -> list[View]:
+    ids = np.unique(np.linspace(0, len(bank) - 1, max(1, min(n, len(bank)))).round().astype(int))
+    return [View(bank.images[i].cpu().numpy().astype(np.float32) / 255, bank.labels[i].cpu().numpy(),
+                 bank.world_to_cam[i].cpu().double().numpy(), bank.K[i].cpu().double().numpy()) for i in ids]
+
+
+def init_model(cfg: TrainConfig, bank: FrameBank) -> TalkingHead:
+    """Canonical Gaussians from MediaPipe's canonical face mesh + the bank's frames, then the networks."""
+    from emogs.face.camera import canonical_face_mesh
+
+    verts, faces, _ = canonical_face_mesh()
+    m = cfg.model
+    g = init_head_gaussians(verts.astype(np.float64), faces, _views(bank, cfg.num_init_views),
+                            _views(bank, cfg.num_vote_views), m.num_face, m.num_shell, m.num_mouth, cfg.seed)
+    return TalkingHead(m, g)
+
+
+def _fill_data_sizes(cfg: TrainConfig, bank: FrameBank) -> TrainConfig:
+    return cfgio.override(cfg, **{"model.audio_dim": int(bank.audio.shape[-1]),
+                                  "model.audio_window": int(bank.audio.shape[1]) // 2,
+                                  "model.au_window": int(bank.au_window.shape[1]),
+                                  "model.num_aus": int(bank.au_window.shape[2])})
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(-10 * torch.log10(((a - b) ** 2).mean().clamp_min(1e-10)))
+
+
+def _save_preview(path: Path, model: TalkingHead, bank: FrameBank, i: int, cfg: TrainConfig) -> None:
+    with torch.no_grad():
+        b = bank.batch(torch.tensor([i], device=bank.images.device))
+        out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size,
+                    bank.background[None], backend=cfg.backend)
+        row = torch.cat([out.rgb[0], b["image"][0], out.alpha[0].expand(-1, -1, 3)], 1)
+        img = (row.clamp(0, 1) * 255).round().byte().cpu().numpy()
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+def dataset_summary(ds, bank: FrameBank) -> dict[str, Any]:
+    """RUN/dataset.json: what render/eval need to know of the training data."""
+    man = getattr(ds, "manifest", None) or {}
+    au = bank.au_window[:, bank.au_window.shape[1] // 2].cpu().numpy()  # (F, 17) centre frames
+    return dict(root=str(getattr(ds, "root", "")), manifest=man, size=int(man.get("size", bank.size)),
+                train_resolution=bank.size, K=bank.K[0].cpu().tolist(), au_names=man.get("au_names"),
+                au_mean=au.mean(0).tolist(), au_std=au.std(0).tolist(), au_min=au.min(0).tolist(),
+                au_max=au.max(0).tolist(), num_train_frames=len(bank))
+
+
+def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, resume: bool = True,
+          max_steps: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (or resume) a run. `dataset`: a prepared DATASET folder, or (train_ds, test_ds) objects with
+    the TalkingHeadDataset item dict. `max_steps` stops this call after that many iterations (checkpoint
+    written), as an interruption would. Returns a summary dict (final iteration, metrics if finished)."""
+    run_dir = Path(run_dir)
+    resuming = resume and has_checkpoint(run_dir)
+    if resuming:  # the run's own config wins (the schedule must not change mid-run)
+        cfg = cfgio.load(TrainConfig, run_dir / "config.json")
+    device = resolve_device(cfg.device)
+    train_ds, test_ds = dataset if isinstance(dataset, tuple) else open_datasets(dataset, cfg)
+    t0 = time.time()
+    bank = FrameBank.from_dataset(train_ds, cfg.resolution, device)
+    test_bank = FrameBank.from_dataset(test_ds, cfg.resolution, device) if len(test_ds) else None
+    log(f"[train] {len(bank)} train / {len(test_ds)} test frames at {cfg.resolution} px on {device} "
+        f"({time.time() - t0:.1f}s to load)")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if resuming:
+        cfg, model, tens, state = load_checkpoint(run_dir, device)
+        extent = float(state["extent"])
+        opt = build_optimizer(model, cfg, extent)
+        restore_optimizer(opt, tens)
+        gen.set_state(tens["rng.torch"].to(torch.uint8))
+        stats = DensifyStats(tens["densify.grad_accum"].to(device), tens["densify.count"].to(device))
+        start = int(state["iteration"])
+        log(f"[train] resuming {run_dir} from iteration {start}")
+    else:
+        torch.manual_seed(cfg.seed)
+        cfg = _fill_data_sizes(cfg, bank)
+        model = init_model(cfg, bank).to(device)
+        extent = model.gaussians.extent()
+        opt = build_optimizer(model, cfg, extent)
+        stats = DensifyStats.zeros(len(model.gaussians), device)
+        start = 0
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfgio.save(cfg, run_dir / "config.json")
+        write_json(run_dir / "dataset.json", dataset_summary(train_ds, bank))
+        bg = (bank.background.cpu().numpy() * 255).round().astype(np.uint8)
+        full_bg = getattr(train_ds, "root", None) and Path(train_ds.root) / "background.png"
+        if full_bg and full_bg.is_file():
+            shutil.copyfile(full_bg, run_dir / "background.png")
+        else:
+            with atomic_path(run_dir / "background.png") as tmp:
+                cv2.imwrite(str(tmp), cv2.cvtColor(bg, cv2.COLOR_RGB2BGR))
+        log(f"[train] {len(model.gaussians)} Gaussians initialised, extent {extent:.1f} cm, variant "
+            f"{cfg.model.variant}")
+    (run_dir / "previews").mkdir(exist_ok=True)
+    use_raar = cfg.model.use_raar
+    dcfg = cfg.densify
+
+    def checkpoint(it: int) -> None:
+        extra = {"rng.torch": gen.get_state(), "densify.grad_accum": stats.grad_accum,
+                 "densify.count": stats.count}
+        save_checkpoint(run_dir, cfg, model, opt, dict(iteration=it, stage=stage_of(it), extent=extent,
+                                                       num_gaussians=len(model.gaussians)), extra)
+
+    def stage_of(it: int) -> str:
+        return "coarse" if it < cfg.fine_start else "fine"
+
+    t_train = time.time()
+
+    def fit_time_budget(it: int) -> None:
+        """At `calib_iters`, shrink the run so the remaining iterations fit `time_budget_s` (it/s drops as
+        densification adds Gaussians, hence the 0.6 safety factor). Only milestones still ahead move."""
+        nonlocal cfg, dcfg, stop
+        spent = time.time() - t_train
+        left = cfg.time_budget_s - spent
+        fit = it + int(0.6 * left * (it - start) / max(spent, 1e-6))
+        if fit < cfg.iters:
+            cfg = cfg.scaled(max(fit, it + 1))
+            dcfg, stop = cfg.densify, min(stop, cfg.iters)
+            log(f"[train] time budget {cfg.time_budget_s:.0f}s: {spent / (it - start):.3f}s/it -> {cfg.iters} iterations")
+
+    logf = open(run_dir / "train_log.jsonl", "a")
+    model.train()
+    it = start
+    t_last, it_last = time.time(), start
+    stop = cfg.iters if max_steps is None else min(cfg.iters, start + max_steps)
+    try:
+        while it < stop:
+            stage = stage_of(it)
+            set_learning_rates(opt, it, cfg.iters)
+            ids = torch.randint(len(bank), (cfg.batch_size,), generator=gen).to(device)
+            b = bank.batch(ids, cfg.neck_soft_px * cfg.resolution / 512)
+            out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size,
+                        b["background"], backend=cfg.backend)
+            out.means.retain_grad()
+            ctx = LossContext(out.rgb, b["image"], b, out, model, stage)
+            loss, terms = compute_losses(ctx, cfg.loss, use_raar)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if dcfg.start <= it < dcfg.stop and out.means.grad is not None:
+                stats.add(out.means.grad, b["world_to_cam"], out.means.detach(), b["K"], bank.size)
+            opt.step()
+            it += 1
+            if cfg.time_budget_s > 0 and it == start + cfg.calib_iters:
+                fit_time_budget(it)
+            if dcfg.start < it <= dcfg.stop and it % dcfg.every == 0:
+                info = densify_and_prune(model.gaussians, opt, stats, dcfg, extent, gen)
+                log(f"[train] it {it} densify: +{info['clone']} clone, {info['split']} split, "
+                    f"-{info['prune']} pruned -> {info['total']}")
+            if it % cfg.log_every == 0 or it == stop:
+                now = time.time()
+                ips = (it - it_last) / max(now - t_last, 1e-9)
+                t_last, it_last = now, it
+                p = _psnr(out.rgb.detach(), b["image"])
+                rec = dict(iteration=it, stage=stage, loss=float(loss.detach()), psnr=p, it_s=ips,
+                           num_gaussians=len(model.gaussians), **terms)
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                log(f"[train] it {it}/{cfg.iters} {stage} | loss {float(loss.detach()):.4f} | psnr {p:.2f} | "
+                    f"{ips:.2f} it/s | {len(model.gaussians)} G")
+            if it % cfg.preview_every == 0 or it == cfg.iters:
+                _save_preview(run_dir / "previews" / f"it{it:06d}.png", model,
+                              test_bank if test_bank is not None else bank, 0, cfg)
+            if it % cfg.checkpoint_every == 0 and it < stop:
+                checkpoint(it)
+    except KeyboardInterrupt:
+        checkpoint(it)
+        log(f"[train] interrupted: checkpoint at iteration {it}; run again to resume")
+        raise
+    finally:
+        logf.close()
+    checkpoint(it)
+    summary: dict[str, Any] = dict(iteration=it, num_gaussians=len(model.gaussians), finished=it >= cfg.iters)
+    if it < cfg.iters:
+        return summary
+    model.eval()
+    save_model(run_dir, model)
+    _save_ply(run_dir / "gaussians.ply", model, log)
+    if test_bank is not None:
+        audio = _test_audio(test_ds, test_bank)
+        summary["metrics"] = evaluate_test(model, test_bank, run_dir, cfg, audio, log)
+    log(f"[train] done: {run_dir}")
+    return summary
+
+
+def _save_ply(path: Path, model: TalkingHead, log: Callable[[str], None]) -> None:
+    """Canonical Gaussians as a standard 3DGS PLY through emogs.render (skipped if it has no writer)."""
+    try:
+        from emogs.render.ply import save_ply
+        from emogs.render.sh import rgb_to_sh0
+    except ImportError:
+        log("[train] emogs.render.ply not available: gaussians.ply not written")
+        return
+    g = model.gaussians
+    rgb = torch.sigmoid(g.color_logit.detach()).cpu()  # (N, 3)
+    save_ply(path, g.means.detach().cpu(), g.quats.detach().cpu(), g.log_scales.detach().exp().cpu(),
+             torch.sigmoid(g.opacity_logit.detach()).cpu(), rgb_to_sh0(rgb)[:, None, :])
+
+
+def _test_audio(ds, bank: FrameBank) -> np.ndarray | None:
+    """16 kHz audio of the test frames (frame i <-> samples [640 i, 640 (i+1))), if the dataset has it."""
+    root = getattr(ds, "root", None)
+    if root is None or not (Path(root) / "audio.wav").is_file():
+        return None
+    from emogs.io.media import load_audio
+
+    wav = load_audio(Path(root) / "audio.wav")
+    a, b = int(bank.index[0]), int(bank.index[-1]) + 1
+    return wav[640 * a: 640 * b]

@@ -1,0 +1,121 @@
+"""Unit tests of the model pieces: CIT-AE channel independence, SZ-PAB bias, RAAR hinge values, variants."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emogs.model.cit_ae import CITAE, PlainAUEncoder
+from emogs.model.config import VARIANTS, ModelConfig
+from emogs.model.gaussians import GaussianSet
+from emogs.model.head import TalkingHead
+from emogs.model.szpab import SZPAB, TOKEN_AU, TOKEN_AUDIO, ZONE_AUDIO, ZONE_EXPRESSION, ZONE_MOUTH, ZONE_SYNERGY, bias_table
+from emogs.train.losses import raar_loss
+
+
+def test_citae_changing_one_channel_changes_only_its_token():
+    torch.manual_seed(0)
+    enc = CITAE(num_aus=17, window=9, dim=32, hidden=16)
+    x = torch.rand(2, 9, 17)
+    y = x.clone()
+    y[:, :, 5] = torch.rand(2, 9)  # AU channel 5 only
+    a, b = enc(x), enc(y)  # (2, 17, 32)
+    diff = (a - b).abs().amax(dim=(0, 2))  # (17,)
+    assert diff[5] > 1e-3
+    assert torch.all(diff[torch.arange(17) != 5] == 0)
+
+
+def test_plain_au_encoder_mixes_channels():
+    """The '+AU' baseline is not channel independent (shows the test above can fail)."""
+    torch.manual_seed(0)
+    enc = PlainAUEncoder(num_aus=17, window=9, dim=32)
+    x = torch.rand(1, 9, 17)
+    y = x.clone()
+    y[:, :, 5] += 0.5
+    diff = (enc(x) - enc(y)).abs().amax(dim=(0, 2))
+    assert (diff[torch.arange(17) != 5] > 0).sum() > 10
+
+
+def _attention(bias_au_in_mouth: float):
+    torch.manual_seed(0)
+    att = SZPAB(query_dim=8, dim=16, heads=2, bias=bias_table(bias_au_in_mouth, -4.0))
+    n_audio, n_au = 4, 17
+    zone = torch.tensor([ZONE_AUDIO, ZONE_MOUTH, ZONE_EXPRESSION, ZONE_SYNERGY])
+    ttype = torch.cat([torch.full((n_audio,), TOKEN_AUDIO), torch.full((n_au,), TOKEN_AU)])
+    out, attn = att(torch.randn(4, 8), torch.randn(3, n_audio + n_au, 16), zone, ttype)
+    return out, attn, ttype
+
+
+def test_szpab_suppresses_au_tokens_in_mouth_zone():
+    out, attn, ttype = _attention(-1e4)
+    assert out.shape == (3, 4, 16) and attn.shape == (3, 4, 21)
+    assert torch.allclose(attn.sum(-1), torch.ones(3, 4))
+    au_mass = attn[..., ttype == TOKEN_AU].sum(-1)  # (B, N)
+    assert au_mass[:, :2].max() < 1e-6  # lips + mouth interior: AU weight ~0
+    assert au_mass[:, 3].min() > 0.05  # synergy: cooperative, AU tokens keep weight
+    _, attn0, _ = _attention(0.0)
+    assert attn0[..., ttype == TOKEN_AU].sum(-1)[:, :2].min() > 0.05  # without the bias they matter
+
+
+def test_szpab_suppresses_audio_in_upper_face_and_can_be_disabled():
+    torch.manual_seed(0)
+    b = bias_table(-1e4, -1e4)
+    ttype = torch.tensor([TOKEN_AUDIO] * 3 + [TOKEN_AU] * 5)
+    zone = torch.tensor([ZONE_EXPRESSION] * 2)
+    on = SZPAB(8, 16, 2, b, use_bias=True)
+    _, attn = on(torch.randn(2, 8), torch.randn(1, 8, 16), zone, ttype)
+    assert attn[..., ttype == TOKEN_AUDIO].sum(-1).max() < 1e-6
+    off = SZPAB(8, 16, 2, b, use_bias=False)
+    off.load_state_dict(on.state_dict())
+    _, attn = off(torch.randn(2, 8), torch.randn(1, 8, 16), zone, ttype)
+    assert attn[..., ttype == TOKEN_AUDIO].sum(-1).min() > 0.05
+
+
+def test_raar_hinge_values_on_hand_made_attention():
+    ttype = torch.tensor([TOKEN_AUDIO, TOKEN_AUDIO, TOKEN_AU, TOKEN_AU])
+    zone = torch.tensor([ZONE_EXPRESSION, ZONE_EXPRESSION, ZONE_AUDIO, ZONE_MOUTH, ZONE_SYNERGY])
+    attn = torch.tensor([[
+        [0.1, 0.1, 0.4, 0.4],  # upper: AU 0.8, audio 0.2
+        [0.2, 0.2, 0.3, 0.3],  # upper: AU 0.6, audio 0.4  -> mean AU 0.7, audio 0.3, diff 0.4
+        [0.3, 0.2, 0.25, 0.25],  # lips: audio 0.5, AU 0.5
+        [0.4, 0.3, 0.2, 0.1],  # mouth interior: audio 0.7, AU 0.3 -> mean audio 0.6, AU 0.4, diff 0.2
+        [1.0, 0.0, 0.0, 0.0],  # synergy: ignored
+    ]])
+    up, mo = raar_loss(attn, zone, ttype, margin=0.3)
+    assert up.item() == pytest.approx(0.0, abs=1e-6)  # 0.3 - 0.4 < 0
+    assert mo.item() == pytest.approx(0.1, abs=1e-6)  # 0.3 - 0.2
+    up, mo = raar_loss(attn, zone, ttype, margin=0.5)
+    assert up.item() == pytest.approx(0.1, abs=1e-6)
+    assert mo.item() == pytest.approx(0.3, abs=1e-6)
+    # the wrong way round is penalised: swap token types
+    up, mo = raar_loss(attn, zone, 1 - ttype, margin=0.0)
+    assert up.item() == pytest.approx(0.4, abs=1e-6) and mo.item() == pytest.approx(0.2, abs=1e-6)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_build_and_give_gradients(variant):
+    torch.manual_seed(0)
+    cfg = ModelConfig(variant=variant, audio_dim=12, token_dim=16, hidden=32, triplane_channels=4,
+                      triplane_res=8, pose_dim=4, citae_hidden=8)
+    g = GaussianSet.from_arrays(torch.randn(50, 3).numpy(), torch.rand(50, 3).numpy(), torch.full((50,), 0.2).numpy(),
+                                torch.randint(0, 5, (50,)).numpy())
+    m = TalkingHead(cfg, g)
+    flags = VARIANTS[variant]
+    assert hasattr(m, "au_enc") == flags["use_au"]
+    if flags["use_au"]:
+        assert isinstance(m.au_enc, CITAE) == flags["use_citae"]
+    assert m.szpab.use_bias == flags["use_szpab"]
+    w2c = torch.eye(4)[None].clone()
+    w2c[0, 2, 3] = 10.0
+    d = m.deformed(w2c, torch.randn(1, 16, 12), torch.rand(1, 9, 17))
+    toks = d["attn"].shape[-1]
+    assert toks == 8 + (17 if flags["use_au"] else 0)
+    # the last deform layer starts at zero: a fresh model renders the canonical Gaussians
+    assert torch.equal(d["means"][0], g.means)
+    loss = d["means"].sum() + d["colors"].sum()
+    loss.backward()
+    assert m.deform.mlp[-1].weight.grad.abs().sum() > 0
+
+
+def test_unknown_variant_is_an_error():
+    with pytest.raises(ValueError, match="unknown variant"):
+        ModelConfig(variant="nope").flags()
