@@ -174,6 +174,22 @@ def _run_eval_videos(a: argparse.Namespace) -> None:
     print(eval_videos(a.pred, a.gt, a.output, a.emotion, _eval_options(a)))
 
 
+# --- demo ------------------------------------------------------------------------------------------
+def _args_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
+    p.add_argument("--video", type=Path, default=None,
+                   help="your own talking-head video (one person, with audio) instead of the synthetic subject")
+    p.add_argument("--quick", action="store_true", help="CI-sized configuration (a few minutes on 2 CPU cores)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA (gpu_config, 512 px) when available, else CPU (small config)")
+
+
+def _run_demo(a: argparse.Namespace) -> None:
+    from emogs.demo import run_demo
+
+    run_demo(a.output, video=a.video, quick=a.quick, device=a.device)
+
+
 COMMANDS = {
     "analyze": (_args_analyze, _run_analyze, "per-frame AUs, blendshapes, head pose (OpenFace-like CSV)"),
     "prepare": (_args_prepare, _run_prepare, "turn a talking-head video into a training dataset"),
@@ -182,6 +198,8 @@ COMMANDS = {
     "synth": (_args_synth, _run_synth, "synthetic talking head with exact AU / blendshape ground truth"),
     "eval": (_args_eval, _run_eval, "metrics report of a training run (PSNR/SSIM/LPIPS, LMD, CSIM, AUE, sync, ...)"),
     "eval-videos": (_args_eval_videos, _run_eval_videos, "metrics report of a predicted video against ground truth"),
+    "demo": (_args_demo, _run_demo, "the whole pipeline on a synthetic subject (or --video): synth, prepare, train, "
+                                    "render, eval -> index.html"),
 }
 
 

@@ -150,6 +150,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         run_dir.mkdir(parents=True, exist_ok=True)
         cfgio.save(cfg, run_dir / "config.json")
         write_json(run_dir / "dataset.json", dataset_summary(train_ds, bank))
+        _save_train_cameras(run_dir / "train_cameras.npz", bank)
         bg = (bank.background.cpu().numpy() * 255).round().astype(np.uint8)
         full_bg = getattr(train_ds, "root", None) and Path(train_ds.root) / "background.png"
         if full_bg and full_bg.is_file():
@@ -248,6 +249,16 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         summary["metrics"] = evaluate_test(model, test_bank, run_dir, cfg, audio, log)
     log(f"[train] done: {run_dir}")
     return summary
+
+
+def _save_train_cameras(path: Path, bank: FrameBank) -> None:
+    """RUN/train_cameras.npz: training world_to_cam (F,4,4) and centre-frame AUs (F,17), so `emogs render`
+    can replay the training head motion without the dataset."""
+    au = bank.au_window[:, bank.au_window.shape[1] // 2]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, world_to_cam=bank.world_to_cam.cpu().numpy().astype(np.float32),
+                     aus=au.cpu().numpy().astype(np.float32), index=bank.index.cpu().numpy())
 
 
 def _save_ply(path: Path, model: TalkingHead, log: Callable[[str], None]) -> None:

@@ -1,0 +1,129 @@
+"""End-to-end render speed of a trained run: audio features + AU encoding + deformation + rasterisation +
+compositing, at the run's resolution, batch 1 and batched, with CUDA synchronisation, warm-up and the
+median of many runs; plus the split between the network (deformation) and the rasteriser.
+
+    python scripts/gpu_render_fps.py RUN --audio DATASET/audio.wav [--device cuda] [--out bench.json]
+
+Writes RUN/render_benchmark.json (read by `emogs eval`) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """16 kHz mono 16-bit WAV (the dataset's audio.wav) without PyAV."""
+    with wave.open(str(path)) as w:
+        assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, dev: torch.device, reps: int, warm: int = 5) -> list[float]:
+    for _ in range(warm):
+        fn()
+    sync(dev)
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        sync(dev)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--audio", type=Path, required=True)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--batches", default="1,4,16")
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args()
+
+    from emogs.avatar import Avatar, au_windows, audio_feature_rows, audio_windows
+
+    av = Avatar.load(a.run, device=a.device)
+    dev = av.device
+    model, mc, S = av.model, av.model.cfg, av.size
+    wav = read_wav(a.audio)[: 16000 * 8]
+    F = int(len(wav) * 25 // 16000)
+    plan = av.plan(F, emotion="happy:0.7", au="AU01=1@1-3")
+    w2c_all = torch.as_tensor(plan.resolve_pose(av.train_w2c).world_to_cam, dtype=torch.float32, device=dev)
+    K = torch.as_tensor(av.K, device=dev)
+    bg = torch.as_tensor(av.background, device=dev)
+    au = plan.au.astype(np.float32)
+
+    # audio features for the whole clip, once (amortised per frame below)
+    t = time.perf_counter()
+    rows, rpf = audio_feature_rows(wav, mc.audio_feature)
+    feat_s_per_frame = (time.perf_counter() - t) / F
+    results = dict(device=torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", torch=torch.__version__,
+                   resolution=S, num_gaussians=len(model.gaussians), audio_feature=mc.audio_feature,
+                   audio_features_ms_per_frame=1000 * feat_s_per_frame, batches={})
+    print(f"[fps] {results['device']} | {S}x{S} | {len(model.gaussians)} Gaussians | "
+          f"audio features {1000 * feat_s_per_frame:.3f} ms/frame (CPU, whole clip at once)")
+    for B in [int(b) for b in a.batches.split(",")]:
+        ids = np.arange(B) % F
+        aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window), device=dev)
+        auw = torch.as_tensor(au_windows(au, ids, mc.au_window), device=dev)
+        w2c, Kb, bgb = w2c_all[ids], K.expand(B, 3, 3), bg.expand(B, -1, -1, -1)
+
+        @torch.no_grad()
+        def full():
+            out = model(w2c, Kb, aud, auw, S, S, bgb)
+            return (out.rgb.clamp(0, 1) * 255).to(torch.uint8)
+
+        @torch.no_grad()
+        def net_only():
+            return model.deformed(w2c, aud, auw)
+
+        d = model.deformed(w2c, aud, auw)
+        from emogs.render import rasterize
+
+        @torch.no_grad()
+        def raster_only():
+            return rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], w2c, Kb, S, S)
+
+        @torch.no_grad()
+        def host_prep():  # per-batch CPU work: feature windows + AU windows + upload
+            a_ = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window)).to(dev, non_blocking=True)
+            u_ = torch.as_tensor(au_windows(au, ids, mc.au_window)).to(dev, non_blocking=True)
+            return a_, u_
+
+        tf = statistics.median(timed(full, dev, a.reps))
+        tn = statistics.median(timed(net_only, dev, a.reps))
+        tr = statistics.median(timed(raster_only, dev, a.reps))
+        th = statistics.median(timed(host_prep, dev, a.reps))
+        per_frame = (tf + th) / B + feat_s_per_frame
+        r = dict(end_to_end_fps=1 / per_frame, model_render_ms=1000 * tf, network_ms=1000 * tn,
+                 rasterise_ms=1000 * tr, host_prep_ms=1000 * th, frames_per_call=B)
+        results["batches"][str(B)] = r
+        print(f"[fps] batch {B:3d}: end-to-end {1 / per_frame:8.1f} FPS | per call: model+render {1000 * tf:.2f} ms "
+              f"(network {1000 * tn:.2f} ms, rasteriser {1000 * tr:.2f} ms), host prep {1000 * th:.2f} ms")
+    results["fps"] = results["batches"]["1"]["end_to_end_fps"] if "1" in results["batches"] else None
+    text = json.dumps(results, indent=2)
+    (a.run / "render_benchmark.json").write_text(text)
+    if a.out:
+        a.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
