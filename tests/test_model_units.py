@@ -119,3 +119,60 @@ def test_variants_build_and_give_gradients(variant):
 def test_unknown_variant_is_an_error():
     with pytest.raises(ValueError, match="unknown variant"):
         ModelConfig(variant="nope").flags()
+
+
+def _au_model(bias: float = -30.0) -> TalkingHead:
+    torch.manual_seed(0)
+    cfg = ModelConfig(audio_dim=12, token_dim=16, hidden=32, triplane_channels=4, triplane_res=8, pose_dim=4,
+                      citae_hidden=8, bias_au_in_mouth=bias, bias_audio_in_upper=bias)
+    zones = torch.tensor([ZONE_EXPRESSION] * 20 + [ZONE_AUDIO] * 20 + [ZONE_MOUTH] * 10)
+    g = GaussianSet.from_arrays(torch.randn(50, 3).numpy(), torch.rand(50, 3).numpy(),
+                                torch.full((50,), 0.2).numpy(), zones.numpy())
+    m = TalkingHead(cfg, g)
+    with torch.no_grad():  # a trained-looking model: non-zero AU basis and deformation head
+        m.au_basis.weight.normal_(0, 0.5)
+        m.deform.mlp[-1].weight.normal_(0, 0.1)
+        m.au_mean.fill_(0.3)
+    return m
+
+
+def test_au_basis_moves_expression_zone_and_is_gated_out_of_the_mouth():
+    m = _au_model()
+    w2c = torch.eye(4)[None].clone()
+    w2c[0, 2, 3] = 10.0
+    audio = torch.randn(1, 16, 12)
+    au = torch.full((1, 9, 17), 0.3)  # the training mean: the default face
+    base = m.deformed(w2c, audio, au)["means"][0]
+    assert torch.allclose(m.au_offsets(m.encoding(m.gaussians.means), m.deformed(w2c, audio, au)["attn"],
+                                       m.tokens(audio, au)[1], au), torch.zeros(1, 50, 14), atol=1e-6)
+    au1 = au.clone()
+    au1[:, :, 0] = 1.0  # AU01 -> 1
+    moved = (m.deformed(w2c, audio, au1)["means"][0] - base).norm(dim=-1)  # (50,)
+    expression, lips, mouth = moved[:20], moved[20:40], moved[40:]
+    assert expression.mean() > 1e-2
+    assert float(lips.max()) < 1e-5 and float(mouth.max()) < 1e-5  # AU tokens' attention there is ~0
+
+
+def test_au_offset_is_linear_in_intensity():
+    m = _au_model()
+    w2c = torch.eye(4)[None].clone()
+    w2c[0, 2, 3] = 10.0
+    audio = torch.randn(1, 16, 12)
+    feat = m.encoding(m.gaussians.means)
+    # the attention itself depends on the AU tokens, so compare the basis term with attention held fixed
+    d = m.deformed(w2c, audio, torch.full((1, 9, 17), 0.3))
+    fixed = [m.au_offsets(feat, d["attn"], d["token_type"], torch.full((1, 9, 17), 0.3).index_fill(2, torch.tensor([3]), v))
+             for v in (0.3, 0.65, 1.0)]
+    assert torch.allclose(fixed[0], torch.zeros_like(fixed[0]), atol=1e-6)
+    assert torch.allclose(fixed[2], 2 * fixed[1], atol=1e-5)
+    assert fixed[2].abs().sum() > 0
+
+
+def test_pose_is_not_a_deformation_input_by_default():
+    m = _au_model()
+    audio, au = torch.randn(1, 16, 12), torch.rand(1, 9, 17)
+    a, b = torch.eye(4)[None].clone(), torch.eye(4)[None].clone()
+    a[0, 2, 3], b[0, 2, 3], b[0, 0, 3] = 10.0, 12.0, 3.0
+    assert torch.equal(m.deformed(a, audio, au)["offsets"], m.deformed(b, audio, au)["offsets"])
+    m.cfg.pose_in_deform = True
+    assert not torch.equal(m.deformed(a, audio, au)["offsets"], m.deformed(b, audio, au)["offsets"])

@@ -34,6 +34,15 @@ class ModelConfig:
     triplane_levels: int = 2
     hidden: int = 128
     pose_dim: int = 16
+    # Head pose as a deformation input. Off by default: a per-frame pose vector is unique to each training
+    # frame, so the network can memorise every frame's expression from it (a frame-ID shortcut) instead of
+    # learning it from the AU and audio tokens, which then leaves AU controls without effect at render time.
+    # The head's rigid motion is the camera; ER-NeRF / TalkingGaussian also keep pose out of the head field.
+    pose_in_deform: bool = False
+    # AU basis: per-Gaussian learned displacement fields, one per AU (learned blendshapes), scaled by the
+    # AU's deviation from its training mean and weighted by the Gaussian's SZ-PAB attention on that AU token.
+    # A direct, linear, zone-gated path from an AU intensity to the geometry it moves (see docs/model.md).
+    au_basis: bool = True
     citae_hidden: int = 32
     # SZ-PAB bias strengths (additive attention logits)
     bias_au_in_mouth: float = -4.0

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from emogs.model.audio_enc import AudioEncoder
 from emogs.model.cit_ae import CITAE, PlainAUEncoder
 from emogs.model.config import ModelConfig
-from emogs.model.deform import DeformNet, PoseEncoder
+from emogs.model.deform import OUT_DIM, DeformNet, PoseEncoder
 from emogs.model.encodings import TriPlane
 from emogs.model.gaussians import GaussianSet
 from emogs.model.szpab import SZPAB, TOKEN_AU, TOKEN_AUDIO, bias_table
@@ -55,6 +55,12 @@ class TalkingHead(nn.Module):
         self.szpab = SZPAB(self.encoding.out_dim, d, cfg.heads, bias, use_bias=flags["use_szpab"])
         self.pose = PoseEncoder(cfg.pose_dim)
         self.deform = DeformNet(self.encoding.out_dim, d, cfg.pose_dim, cfg.hidden)
+        self.register_buffer("au_mean", torch.zeros(cfg.num_aus))  # (K,) training-mean AUs (the default face)
+        self.au_basis = None
+        if self.use_au and cfg.au_basis:
+            self.au_basis = nn.Linear(self.encoding.out_dim, cfg.num_aus * OUT_DIM)  # feat -> (K, 14) per Gaussian
+            nn.init.zeros_(self.au_basis.weight)
+            nn.init.zeros_(self.au_basis.bias)
 
     @classmethod
     def from_state_dict(cls, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> "TalkingHead":
@@ -64,9 +70,14 @@ class TalkingHead(nn.Module):
         model.load_state_dict(state)
         return model
 
+    def field_parameters(self) -> list[nn.Parameter]:
+        """Spatial fields (tri-plane, AU basis): trained at the encoding learning rate."""
+        extra = list(self.au_basis.parameters()) if self.au_basis is not None else []
+        return list(self.encoding.parameters()) + extra
+
     def network_parameters(self) -> list[nn.Parameter]:
         """Everything but the Gaussians and the tri-plane (they get their own learning rates)."""
-        skip = {id(p) for p in self.gaussians.parameters()} | {id(p) for p in self.encoding.parameters()}
+        skip = {id(p) for p in self.field_parameters()} | {id(p) for p in self.gaussians.parameters()}
         return [p for p in self.parameters() if id(p) not in skip]
 
     def tokens(self, audio: torch.Tensor, au_window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,13 +91,30 @@ class TalkingHead(nn.Module):
             types.append(torch.full((u.shape[1],), TOKEN_AU, dtype=torch.long, device=a.device))
         return torch.cat(toks, 1), torch.cat(types)
 
+    def au_offsets(self, feat: torch.Tensor, attn: torch.Tensor, ttype: torch.Tensor,
+                   au_window: torch.Tensor) -> torch.Tensor:
+        """Learned AU blendshapes: sum_k K * attn[n, k] * (a_k - mean_k) * basis_k(feat_n) -> (B, N, 14).
+
+        attn (B, N, L) SZ-PAB attention (head mean); AU token k's weight times K is 1 under uniform attention
+        and ~0 where the zone bias suppresses AU tokens (the mouth), so the zones gate which AUs act where."""
+        k = self.cfg.num_aus
+        w = attn[..., ttype == TOKEN_AU] * k  # (B, N, K)
+        a = au_window[:, au_window.shape[1] // 2] - self.au_mean  # (B, K) centre frame vs default face
+        basis = self.au_basis(feat).reshape(feat.shape[0], k, OUT_DIM)  # (N, K, 14)
+        return torch.einsum("bnk,bk,nko->bno", w, a, basis)
+
     def deformed(self, world_to_cam: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor) -> dict:
         """Per-frame Gaussians: means (B,N,3), quats (B,N,4), scales (B,N,3), opacities (B,N), colors (B,N,3)."""
         g = self.gaussians
         feat = self.encoding(g.means.detach())  # (N, F)
         toks, ttype = self.tokens(audio, au_window)
         att, attn = self.szpab(feat, toks, g.zone, ttype)  # (B, N, d), (B, N, L)
-        off = self.deform(feat, att, self.pose(world_to_cam))  # (B, N, 14)
+        pose = self.pose(world_to_cam)  # (B, P)
+        if not self.cfg.pose_in_deform:
+            pose = torch.zeros_like(pose)
+        off = self.deform(feat, att, pose)  # (B, N, 14)
+        if self.au_basis is not None:
+            off = off + self.au_offsets(feat, attn, ttype, au_window)
         return dict(
             means=g.means + off[..., 0:3],
             quats=F.normalize(g.quats + off[..., 3:7], dim=-1),

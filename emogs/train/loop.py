@@ -48,7 +48,7 @@ def build_optimizer(model: TalkingHead, cfg: TrainConfig, extent: float) -> torc
     o, g = cfg.optim, model.gaussians
     groups = [
         ("net", model.network_parameters(), o.lr_net, o.lr_net_final),
-        ("encoding", list(model.encoding.parameters()), o.lr_encoding, o.lr_encoding_final),
+        ("encoding", model.field_parameters(), o.lr_encoding, o.lr_encoding_final),
         ("means", [g.means], o.lr_means * extent, o.lr_means_final * extent),
         ("scales", [g.log_scales], o.lr_scales, o.lr_scales),
         ("quats", [g.quats], o.lr_quats, o.lr_quats),
@@ -78,7 +78,9 @@ def init_model(cfg: TrainConfig, bank: FrameBank) -> TalkingHead:
     m = cfg.model
     g = init_head_gaussians(verts.astype(np.float64), faces, _views(bank, cfg.num_init_views),
                             _views(bank, cfg.num_vote_views), m.num_face, m.num_shell, m.num_mouth, cfg.seed)
-    return TalkingHead(m, g)
+    model = TalkingHead(m, g)
+    model.au_mean.copy_(bank.au_window[:, bank.au_window.shape[1] // 2].float().mean(0).cpu())
+    return model
 
 
 def _fill_data_sizes(cfg: TrainConfig, bank: FrameBank) -> TrainConfig:
