@@ -68,18 +68,23 @@ class Avatar:
     """A trained run, ready to render."""
 
     def __init__(self, run_dir: Path, cfg: Any, model: Any, info: dict, background: np.ndarray,
-                 train_w2c: np.ndarray, device: torch.device) -> None:
+                 train_w2c: np.ndarray, device: torch.device, size: int | None = None) -> None:
+        import cv2
+
         self.run_dir, self.cfg, self.model, self.info = run_dir, cfg, model, info
-        self.background = background  # (S, S, 3) f32 at the render size
         self.train_w2c = train_w2c  # (N, 4, 4) training cameras
         self.device = device
-        self.size = int(cfg.resolution)
-        self.K = np.asarray(info["K"], np.float32)  # (3, 3) at the render size
+        self.size = int(size or cfg.resolution)  # output frames are size x size
+        s = self.size / int(cfg.resolution)
+        self.K = np.asarray(info["K"], np.float32).copy()  # (3, 3) at the training resolution ...
+        self.K[:2] *= s  # ... scaled to the output size
+        self.background = cv2.resize(background, (self.size, self.size), interpolation=cv2.INTER_AREA)  # (S, S, 3)
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> "Avatar":
-        """Load RUN (config.json + model.safetensors + dataset.json + background.png)."""
+    def load(cls, run_dir: str | Path, device: str = "auto", size: int | None = None) -> "Avatar":
+        """Load RUN (config.json + model.safetensors + dataset.json + background.png). `size`: output
+        resolution (default: the training resolution; other sizes rescale the camera intrinsics)."""
         import cv2
         from safetensors import safe_open
 
@@ -121,7 +126,9 @@ class Avatar:
             a, b = m["splits"]["train"]
             with np.load(root / "tracks.npz", allow_pickle=False) as z:
                 w2c = z["world_to_cam"][a:b].astype(np.float32)
-        return cls(run_dir, cfg, model, info, bg, w2c, dev)
+        if size is not None and not 16 <= size <= 4096:
+            raise InputError(f"render size {size} out of range (16-4096)")
+        return cls(run_dir, cfg, model, info, bg, w2c, dev, size)
 
     @property
     def default_au(self) -> np.ndarray:

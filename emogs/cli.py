@@ -80,6 +80,7 @@ def _args_render(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-silent", action="store_true", help="render silent audio (an idle head) instead of failing")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--batch", type=int, default=8, help="frames rendered per batch")
+    p.add_argument("--size", type=int, default=None, help="output size in pixels (default: the run's resolution)")
     add_control_args(p)
 
 
@@ -88,7 +89,7 @@ def _run_render(a: argparse.Namespace) -> None:
     from emogs.control.cli_args import controls_from_args
     from emogs.io.media import frames_for_audio, load_audio
 
-    av = Avatar.load(a.run, device=a.device)
+    av = Avatar.load(a.run, device=a.device, size=a.size)
     wav = load_audio(a.audio, 16000)
     plan = controls_from_args(a, frames_for_audio(len(wav)), fps=25, default_au=av.default_au)
     av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch)
