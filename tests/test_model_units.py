@@ -143,8 +143,9 @@ def test_au_basis_moves_expression_zone_and_is_gated_out_of_the_mouth():
     audio = torch.randn(1, 16, 12)
     au = torch.full((1, 9, 17), 0.3)  # the training mean: the default face
     base = m.deformed(w2c, audio, au)["means"][0]
-    assert torch.allclose(m.au_offsets(m.encoding(m.gaussians.means), m.deformed(w2c, audio, au)["attn"],
-                                       m.tokens(audio, au)[1], au), torch.zeros(1, 50, 14), atol=1e-6)
+    d = m.deformed(w2c, audio, au)
+    assert torch.allclose(m.au_offsets(m.static_features()["basis"], d["attn"], d["token_type"], au),
+                          torch.zeros(1, 50, 14), atol=1e-6)
     au1 = au.clone()
     au1[:, :, 0] = 1.0  # AU01 -> 1
     moved = (m.deformed(w2c, audio, au1)["means"][0] - base).norm(dim=-1)  # (50,)
@@ -158,10 +159,10 @@ def test_au_offset_is_linear_in_intensity():
     w2c = torch.eye(4)[None].clone()
     w2c[0, 2, 3] = 10.0
     audio = torch.randn(1, 16, 12)
-    feat = m.encoding(m.gaussians.means)
+    basis = m.static_features()["basis"]
     # the attention itself depends on the AU tokens, so compare the basis term with attention held fixed
     d = m.deformed(w2c, audio, torch.full((1, 9, 17), 0.3))
-    fixed = [m.au_offsets(feat, d["attn"], d["token_type"], torch.full((1, 9, 17), 0.3).index_fill(2, torch.tensor([3]), v))
+    fixed = [m.au_offsets(basis, d["attn"], d["token_type"], torch.full((1, 9, 17), 0.3).index_fill(2, torch.tensor([3]), v))
              for v in (0.3, 0.65, 1.0)]
     assert torch.allclose(fixed[0], torch.zeros_like(fixed[0]), atol=1e-6)
     assert torch.allclose(fixed[2], 2 * fixed[1], atol=1e-5)
@@ -176,3 +177,20 @@ def test_pose_is_not_a_deformation_input_by_default():
     assert torch.equal(m.deformed(a, audio, au)["offsets"], m.deformed(b, audio, au)["offsets"])
     m.cfg.pose_in_deform = True
     assert not torch.equal(m.deformed(a, audio, au)["offsets"], m.deformed(b, audio, au)["offsets"])
+
+
+def test_inference_cache_matches_and_follows_parameter_updates():
+    m = _au_model()
+    w2c = torch.eye(4)[None].clone()
+    w2c[0, 2, 3] = 10.0
+    audio, au = torch.randn(2, 16, 12), torch.rand(2, 9, 17)
+    w2c = w2c.expand(2, 4, 4)
+    fresh = m.deformed(w2c, audio, au)["offsets"]  # grad enabled: no cache
+    with torch.no_grad():
+        first = m.deformed(w2c, audio, au)["offsets"]
+        cached = m.deformed(w2c, audio, au)["offsets"]
+        assert torch.allclose(first, fresh, atol=1e-6) and torch.equal(first, cached)
+        m.au_basis.weight.add_(0.1)  # an in-place update (an optimiser step) must invalidate the cache
+        after = m.deformed(w2c, audio, au)["offsets"]
+    assert not torch.allclose(after, first)
+    assert torch.allclose(after, m.deformed(w2c, audio, au)["offsets"], atol=1e-6)

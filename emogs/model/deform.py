@@ -34,7 +34,18 @@ class DeformNet(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, feat: torch.Tensor, att: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        b, n = att.shape[:2]
-        x = torch.cat([feat[None].expand(b, -1, -1), att, pose[:, None].expand(-1, n, -1)], -1)  # (B, N, F+d+P)
-        return self.mlp(x)
+    def feature_part(self, feat: torch.Tensor) -> torch.Tensor:
+        """The first layer's per-Gaussian term W_f f + b: (N, F) -> (N, hidden). Constant at inference."""
+        lin = self.mlp[0]
+        return feat @ lin.weight[:, : feat.shape[-1]].T + lin.bias
+
+    def forward(self, feat: torch.Tensor, att: torch.Tensor, pose: torch.Tensor,
+                feat_h: torch.Tensor | None = None) -> torch.Tensor:
+        """feat (N, F), att (B, N, d), pose (B, P) -> (B, N, 14). The first layer is applied to the three
+        parts separately (identical to a Linear on their concatenation, without building (B, N, F+d+P));
+        `feat_h` is a cached `feature_part(feat)`."""
+        w = self.mlp[0].weight  # (hidden, F + d + P)
+        nf, d = feat.shape[-1], att.shape[-1]
+        fh = self.feature_part(feat) if feat_h is None else feat_h  # (N, hidden)
+        h = fh[None] + att @ w[:, nf:nf + d].T + (pose @ w[:, nf + d:].T)[:, None]  # (B, N, hidden)
+        return self.mlp[1:](h)

@@ -91,30 +91,51 @@ class TalkingHead(nn.Module):
             types.append(torch.full((u.shape[1],), TOKEN_AU, dtype=torch.long, device=a.device))
         return torch.cat(toks, 1), torch.cat(types)
 
-    def au_offsets(self, feat: torch.Tensor, attn: torch.Tensor, ttype: torch.Tensor,
+    def au_offsets(self, basis: torch.Tensor, attn: torch.Tensor, ttype: torch.Tensor,
                    au_window: torch.Tensor) -> torch.Tensor:
-        """Learned AU blendshapes: sum_k K * attn[n, k] * (a_k - mean_k) * basis_k(feat_n) -> (B, N, 14).
+        """Learned AU blendshapes: sum_k K * attn[n, k] * (a_k - mean_k) * basis[n, k] -> (B, N, 14).
 
-        attn (B, N, L) SZ-PAB attention (head mean); AU token k's weight times K is 1 under uniform attention
-        and ~0 where the zone bias suppresses AU tokens (the mouth), so the zones gate which AUs act where."""
+        basis (N, K, 14) = `au_basis(feat)`; attn (B, N, L) SZ-PAB attention (head mean). AU token k's weight
+        times K is 1 under uniform attention and ~0 where the zone bias suppresses AU tokens (the mouth), so
+        the zones gate which AUs act where."""
         k = self.cfg.num_aus
         w = attn[..., ttype == TOKEN_AU] * k  # (B, N, K)
         a = au_window[:, au_window.shape[1] // 2] - self.au_mean  # (B, K) centre frame vs default face
-        basis = self.au_basis(feat).reshape(feat.shape[0], k, OUT_DIM)  # (N, K, 14)
         return torch.einsum("bnk,bk,nko->bno", w, a, basis)
+
+    def static_features(self) -> dict[str, torch.Tensor]:
+        """Everything that depends only on the canonical Gaussians and the fields: tri-plane features
+        (N, F), the attention queries (N, d), the deformation's first-layer feature term (N, hidden) and
+        the AU basis (N, K, 14). Cached when no gradient is needed (inference: one computation per model,
+        not per frame); the cache key holds the versions of every tensor involved, so an optimiser step
+        or densification invalidates it."""
+        g = self.gaussians
+        deps = [g.means, *self.encoding.parameters(), self.szpab.q.weight, self.deform.mlp[0].weight]
+        if self.au_basis is not None:
+            deps.append(self.au_basis.weight)
+        key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in deps)
+        if not torch.is_grad_enabled() and getattr(self, "_static_key", None) == key:
+            return self._static_val
+        feat = self.encoding(g.means.detach())  # (N, F)
+        out = dict(feat=feat, q=self.szpab.q(feat), feat_h=self.deform.feature_part(feat))
+        if self.au_basis is not None:
+            out["basis"] = self.au_basis(feat).reshape(feat.shape[0], self.cfg.num_aus, OUT_DIM)
+        if not torch.is_grad_enabled():
+            self._static_key, self._static_val = key, out
+        return out
 
     def deformed(self, world_to_cam: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor) -> dict:
         """Per-frame Gaussians: means (B,N,3), quats (B,N,4), scales (B,N,3), opacities (B,N), colors (B,N,3)."""
         g = self.gaussians
-        feat = self.encoding(g.means.detach())  # (N, F)
+        st = self.static_features()
         toks, ttype = self.tokens(audio, au_window)
-        att, attn = self.szpab(feat, toks, g.zone, ttype)  # (B, N, d), (B, N, L)
+        att, attn = self.szpab(st["feat"], toks, g.zone, ttype, q=st["q"])  # (B, N, d), (B, N, L)
         pose = self.pose(world_to_cam)  # (B, P)
         if not self.cfg.pose_in_deform:
             pose = torch.zeros_like(pose)
-        off = self.deform(feat, att, pose)  # (B, N, 14)
+        off = self.deform(st["feat"], att, pose, feat_h=st["feat_h"])  # (B, N, 14)
         if self.au_basis is not None:
-            off = off + self.au_offsets(feat, attn, ttype, au_window)
+            off = off + self.au_offsets(st["basis"], attn, ttype, au_window)
         return dict(
             means=g.means + off[..., 0:3],
             quats=F.normalize(g.quats + off[..., 3:7], dim=-1),

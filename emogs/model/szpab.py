@@ -56,12 +56,12 @@ class SZPAB(nn.Module):
         return self.bias[zone][:, token_type]
 
     def forward(self, queries: torch.Tensor, tokens: torch.Tensor, zone: torch.Tensor,
-                token_type: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (N, Fq) per Gaussian, tokens (B, L, d), zone (N,), token_type (L,)
-        -> out (B, N, d), attention (B, N, L) averaged over heads (rows sum to 1)."""
+                token_type: torch.Tensor, q: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """queries (N, Fq) per Gaussian, tokens (B, L, d), zone (N,), token_type (L,); `q` a cached
+        `self.q(queries)` (N, d) -> out (B, N, d), attention (B, N, L) averaged over heads (rows sum to 1)."""
         n, (b, l, _) = queries.shape[0], tokens.shape
         h, dh = self.heads, self.dim // self.heads
-        q = self.q(queries).reshape(n, h, dh).permute(1, 0, 2)  # (H, N, dh)
+        q = (self.q(queries) if q is None else q).reshape(n, h, dh).permute(1, 0, 2)  # (H, N, dh)
         k = self.k(tokens).reshape(b, l, h, dh).permute(0, 2, 3, 1)  # (B, H, dh, L)
         v = self.v(tokens).reshape(b, l, h, dh).permute(0, 2, 1, 3)  # (B, H, L, dh)
         logits = (q[None] @ k) / dh ** 0.5 + self.token_bias(zone, token_type)  # (B, H, N, L)
