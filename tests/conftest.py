@@ -15,3 +15,31 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def may_dataset(shared_data, tmp_path_factory) -> Path:
+    """`emogs prepare` of a 4 s slice of may_5s.mp4 at 128 px (log-mel only), shared by the tests."""
+    from emogs.data.prepare import PrepareConfig, prepare
+
+    video = shared_data / "video" / "may_5s.mp4"
+    if not video.is_file():
+        pytest.skip(f"{video} not found")
+    out = tmp_path_factory.mktemp("may") / "ds"
+    prepare(video, out, PrepareConfig(size=128, whisper=False, max_seconds=4))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(may_dataset, tmp_path_factory) -> Path:
+    """A tiny trained run (64 px, ~2.7 k Gaussians, 20 iterations): enough to exercise render and eval."""
+    import json
+
+    from emogs.cli import main
+
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    over = {"resolution": 64, "log_every": 10, "model": {"num_face": 1500, "num_shell": 1000, "num_mouth": 200},
+            "num_vote_views": 8, "eval_lpips": False}
+    assert main(["train", str(may_dataset), "-o", str(run), "--iters", "20", "--device", "cpu",
+                 "--config-json", json.dumps(over)]) == 0
+    return run

@@ -11,18 +11,6 @@ import torch
 from emogs.cli import main
 
 
-@pytest.fixture(scope="session")
-def may_dataset(shared_data, tmp_path_factory):
-    from emogs.data.prepare import PrepareConfig, prepare
-
-    video = shared_data / "video" / "may_5s.mp4"
-    if not video.is_file():
-        pytest.skip(f"{video} not found")
-    out = tmp_path_factory.mktemp("may") / "ds"
-    prepare(video, out, PrepareConfig(size=128, whisper=False, max_seconds=4))
-    return out
-
-
 def test_train_end_to_end_on_a_real_clip(may_dataset, tmp_path):
     from emogs.data.dataset import TalkingHeadDataset
     from emogs.io.media import probe
