@@ -1,4 +1,4 @@
-"""Entry point for a full training on the GPU machine (scripts/gpu_train.sh): one command, <= 10 minutes.
+"""Entry point for a full training on the GPU machine (scripts/gpu_session.sh): one command, <= 10 minutes.
 
     python3 -m emogs.train.gpu DATASET RUN [--budget-s 450] [--iters N] [--variant full] [--out DIR]
     python -m emogs.train.gpu pack-assets .gpu/train_assets   (here, once: mesh + LPIPS weights)
