@@ -5,7 +5,7 @@
 # Here, first (repository root; .gpu/ and .whl/ are git-ignored and travel with `carry`):
 #   emogs prepare ../shared/data/video/macron_50s.mp4 -o datasets/macron   (and acosta_71s.mp4 -> datasets/acosta)
 #   for n in macron acosta; do mkdir -p .gpu/ds_$n; cp datasets/$n/{manifest.json,frames.mp4,audio.wav,tracks.npz,\
-#     labels.mkv,background.png,audio_mel.npy} .gpu/ds_$n/; done       # what training reads (log-mel features)
+#     labels.mkv,background.png,audio_mel.npy,audio_whisper.npy} .gpu/ds_$n/; done   # what training reads
 #   python -m emogs.train.gpu pack-assets .gpu/train_assets
 #   python scripts/gpu_lpips_parity.py --make-pairs; mkdir .gpu/lpips_alex; cp .gpu/lpips_pairs/pair0[0-5]_* \
 #     .gpu/lpips_pairs/weights_alex.npz .gpu/lpips_alex/
