@@ -8,7 +8,8 @@ dlib, and write the numbers, plots and a contact sheet.
 Conditions (all with blinks=False, so the generated blinks do not confound the AU45 / plain comparison;
 base = the model's default expression, the training clip's mean AUs, as `emogs render` does):
 plain, --au AU04=1.0@1-3, --au AU01=1.0@1-3, --au AU12=1.0@1-3, --au AU45=1.0@1-3, --emotion happy,
---emotion surprised, --emotion sad, --emotion angry.
+--emotion surprised, --emotion sad, --emotion angry; with --diagnostics also angry / sad / surprised with
+the AUs this head never saw in training held at 0 (--au AU05=0, AU01=0, AU01=0,AU02=0,AU05=0).
 
 Measures, per condition:
   (a) AU edits: mean measured AU in the fully-eased window (1.2-2.8 s) vs outside (t < 0.8 s and
@@ -53,16 +54,23 @@ CONDITIONS: list[tuple[str, dict[str, str]]] = [
     ("sad", {"emotion": "sad"}),
     ("angry", {"emotion": "angry"}),
 ]
-CONTROLS = dict(CONDITIONS)
+# diagnostics (not rendered by default): a preset with its out-of-training-range AUs held at 0
+DIAGNOSTICS: list[tuple[str, dict[str, str]]] = [
+    ("angry_noAU05", {"emotion": "angry", "au": "AU05=0"}),
+    ("sad_noAU01", {"emotion": "sad", "au": "AU01=0"}),
+    ("surprised_noAU01-02-05", {"emotion": "surprised", "au": "AU01=0,AU02=0,AU05=0"}),
+]
+CONTROLS = dict(CONDITIONS + DIAGNOSTICS)
 
 
 def cli_flags(controls: dict[str, str]) -> str:
     """The `emogs render` flags of a condition."""
-    if "au" in controls:
-        return f"--au {controls['au']}"
+    flags = []
     if "emotion" in controls:
-        return f"--emotion {controls['emotion']}"
-    return "(none)"
+        flags.append(f"--emotion {controls['emotion']}")
+    if "au" in controls:
+        flags.append(f"--au {controls['au']}")
+    return " ".join(flags) or "(none)"
 
 
 # -- rendering (worker processes) -------------------------------------------------------------------------
@@ -200,7 +208,7 @@ def analyse(run: Path, audio: Path, videos: Path, names: list[str], dataset: Pat
     frames = {n: read_render(videos / f"{n}.mp4") for n in names}
     F = min(len(v) for v in frames.values())
     default = np.asarray(read_json(run / "dataset.json")["au_mean"], np.float32)
-    plans = {n: build_plan(F, FPS, au=[CONTROLS[n]["au"]] if "au" in CONTROLS[n] else None,
+    plans = {n: build_plan(F, FPS, au=CONTROLS[n]["au"].split(",") if "au" in CONTROLS[n] else None,
                            emotion=CONTROLS[n].get("emotion"), default_au=default, blinks=False) for n in names}
     t0 = time.time()
     raw = {}
@@ -212,7 +220,7 @@ def analyse(run: Path, audio: Path, videos: Path, names: list[str], dataset: Pat
     meas = {n: measured_aus(raw[n], base) for n in names}
     lms = {n: np.where(raw[n]["success"][:, None, None], raw[n]["landmarks"], np.nan) for n in names}
     mouth = {n: lmk.mouth_opening(lms[n]) for n in names}
-    inside, _ = windows(F)
+    inside, outside = windows(F)
     width = frames["plain"].shape[2]
 
     # identity
@@ -227,11 +235,12 @@ def analyse(run: Path, audio: Path, videos: Path, names: list[str], dataset: Pat
                                  sync_best_corr=sync["sync_best_corr"], sync_offset_frames=sync["sync_offset_frames"],
                                  mouth_corr_vs_plain=pearson(mouth[n], mouth["plain"]),
                                  mouth_corr_vs_plain_in_window=pearson(mouth[n][inside], mouth["plain"][inside]),
-                                 mouth_open_mean=_mean(mouth[n]),
+                                 mouth_corr_vs_plain_outside=pearson(mouth[n][outside], mouth["plain"][outside]),
+                                 mouth_open_mean=_mean(mouth[n]), mouth_open_std=float(np.nanstd(mouth[n])),
                                  lip_lmd_vs_plain_px512=_mean(lmk.lmd(lms[n], lms["plain"], lmk.LIPS, width)),
                                  face_lmd_vs_plain_px512=_mean(lmk.lmd(lms[n], lms["plain"], lmk.FACE, width)),
                                  **ident[n])
-        if "au" in c:
+        if "au" in c and "emotion" not in c:
             au = parse_au_spec(c["au"])[0].au
             s = edit_stats(meas[n], meas["plain"], plans[n].au, AU_INDEX[au])
             s["effect_all_aus"] = dict(zip(AU_NAMES, s["effect_all_aus"]))
@@ -314,6 +323,30 @@ def train_descriptors(emb, dataset: Path, n: int, size: int) -> np.ndarray:
     return np.array(out)
 
 
+def test_render_sync(run: Path) -> dict[str, Any] | None:
+    """Context for the sync numbers: the same measure on RUN/test_render.mp4 (render | ground truth, the
+    held-out end of the training clip) with RUN/test_audio.wav, when both exist."""
+    from emogs.demo.au_check import read_render, track
+    from emogs.eval import landmarks as lmk
+    from emogs.eval.sync import sync_scores
+    from emogs.io.media import load_audio
+
+    vid, aud = run / "test_render.mp4", run / "test_audio.wav"
+    if not (vid.is_file() and aud.is_file()):
+        return None
+    fr = read_render(vid)
+    wav = load_audio(aud, 16000)
+    W = fr.shape[2] // 2
+    out = {}
+    for tag, sl in (("render", slice(0, W)), ("ground_truth", slice(W, 2 * W))):
+        r = track(np.ascontiguousarray(fr[:, :, sl]))
+        m = lmk.mouth_opening(np.where(r["success"][:, None, None], r["landmarks"], np.nan))
+        s, _ = sync_scores(m, wav, 16000, FPS)
+        out[tag] = dict(sync_mouth_audio_corr=s["sync_mouth_audio_corr"], mouth_open_mean=_mean(m),
+                        mouth_open_std=float(np.nanstd(m)))
+    return out
+
+
 # -- figures -----------------------------------------------------------------------------------------------
 def plot_condition(path: Path, name: str, arrays: dict[str, Any], aus: list[str], ranged: bool) -> None:
     import matplotlib
@@ -391,7 +424,7 @@ def contact_sheets(out: Path, arrays: dict[str, Any], names: list[str], t: float
     side = max(x1 - x0, y1 - y0)
     cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
     x0, y0 = max(0, min(W - side, cx - side // 2)), max(0, min(H - side, cy - side // 2))
-    tile = 240
+    tile = 220
 
     def crop(img):
         return cv2.resize(img[y0:y0 + side, x0:x0 + side], (tile, tile), interpolation=cv2.INTER_CUBIC)
@@ -414,7 +447,12 @@ def contact_sheets(out: Path, arrays: dict[str, Any], names: list[str], t: float
             imgs.append(np.zeros_like(imgs[0]))
         rows = [np.concatenate(imgs[r:r + cols], axis=1) for r in range(0, len(imgs), cols)]
         sheet = np.concatenate(rows, axis=0)
-        cv2.imwrite(str(out / fname), sheet[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        from PIL import Image
+
+        img = Image.fromarray(sheet)
+        if fname == "contact_diff.png":  # a colour-mapped heat image: a 256-colour palette loses ~nothing
+            img = img.quantize(256)
+        img.save(out / fname, optimize=True)
 
 
 # -- tables ------------------------------------------------------------------------------------------------
@@ -442,14 +480,17 @@ def tables(res: dict[str, Any]) -> str:
                 L.append(f"| `{r['flags']}` | {a} | {f2(v['requested'])} ({f2(v['requested_plain'])}) | "
                          f"{f2(v['emotion'])} | {f2(v['plain'])} | **{f2(v['delta'], 1)}** |")
     L += ["", "### (b) lip sync and (c) identity, every render", "",
-          "| condition | face tracked | mouth-audio r(0) | mouth track r vs plain (all / in 1.2-2.8 s) | "
-          "lip LMD vs plain (px@512) | id cos vs plain (min) | id cos vs training frames (min) |",
-          "|---|---|---|---|---|---|---|"]
+          "| condition | face tracked | mouth-audio r(0) | mouth opening mean (sd) | mouth track r vs plain "
+          "(all / in 1.2-2.8 s / outside) | lip LMD vs plain (px@512) | id cos vs plain (min) | "
+          "id cos vs training frames (min) |",
+          "|---|---|---|---|---|---|---|---|"]
     for n, r in res.items():
         if n.startswith("_"):
             continue
         L.append(f"| {n} `{r['flags']}` | {r['tracked']:.0%} | {f2(r['sync_mouth_audio_corr'])} | "
-                 f"{f2(r['mouth_corr_vs_plain'])} / {f2(r['mouth_corr_vs_plain_in_window'])} | "
+                 f"{r['mouth_open_mean']:.3f} ({r['mouth_open_std']:.3f}) | "
+                 f"{f2(r['mouth_corr_vs_plain'])} / {f2(r['mouth_corr_vs_plain_in_window'])} / "
+                 f"{f2(r['mouth_corr_vs_plain_outside'])} | "
                  f"{f2(r['lip_lmd_vs_plain_px512'])} | {f2(r['id_cos_vs_plain'])} ({f2(r['id_cos_vs_plain_min'])}) | "
                  f"{f2(r['id_cos_vs_train'])} ({f2(r['id_cos_vs_train_min'])}) |")
     return "\n".join(L) + "\n"
@@ -465,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", type=Path, default=None,
                     help="the training dataset (real frames for identity; default: datasets/<name> if it exists)")
     ap.add_argument("--conditions", default=",".join(n for n, _ in CONDITIONS))
+    ap.add_argument("--diagnostics", action="store_true",
+                    help="also render the presets with their unseen AUs held at 0 (" +
+                         ", ".join(n for n, _ in DIAGNOSTICS) + ")")
     ap.add_argument("--jobs", type=int, default=2, help="render processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per render process")
     ap.add_argument("--id-stride", type=int, default=5)
@@ -472,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="re-render existing videos")
     a = ap.parse_args(argv)
     names = [n.strip() for n in a.conditions.split(",") if n.strip()]
+    if a.diagnostics:
+        names += [n for n, _ in DIAGNOSTICS if n not in names]
     bad = [n for n in names if n not in CONTROLS]
     if bad or "plain" not in names:
         ap.error(f"conditions must include plain and come from {list(CONTROLS)}; got {bad or names}")
@@ -522,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
                 windows=dict(inside=IN_WINDOW, outside=f"t < {OUT_BEFORE} s or t > {OUT_AFTER} s"),
                 baseline="one landmark-geometry baseline for all renders: the plain render's least expressive frames "
                          "(emogs.demo.au_check.shared_baseline)",
-                identity_train_reference=arrays["id_train"])
+                identity_train_reference=arrays["id_train"],
+                sync_reference_test_split=test_render_sync(a.run))
     doc = dict(meta=meta, conditions=res)
     from emogs.io.atomic import write_json, write_text
 
