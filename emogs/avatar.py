@@ -25,6 +25,7 @@ from emogs.errors import InputError
 FPS = 25.0
 SAMPLE_RATE = 16000
 SILENCE_PEAK = 1e-3  # peak |amplitude| below which the audio counts as silent (-60 dBFS)
+CLAMP_MARGIN = 0.1  # requested AUs may exceed the training range by this much
 
 
 def audio_feature_rows(wav: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
@@ -143,18 +144,39 @@ class Avatar:
         controls.setdefault("default_au", self.default_au)
         return build_plan(num_frames, FPS, **controls)
 
+    def training_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """(17,), (17,): the lowest and highest value of each AU in the training frames."""
+        return np.asarray(self.info["au_min"], np.float32), np.asarray(self.info["au_max"], np.float32)
+
+    def clamp_to_training(self, au: np.ndarray, warn: Callable[[str], None] | None = None) -> np.ndarray:
+        """(F, 17) requested AUs -> clamped to what the training clip showed (+ CLAMP_MARGIN). A per-person
+        model has never seen an AU beyond that range and extrapolates badly (a broken face: see
+        docs/control_proof.md); `warn` gets one line per AU that was cut."""
+        lo, hi = self.training_range()
+        lo, hi = np.clip(lo - CLAMP_MARGIN, 0, 1), np.clip(hi + CLAMP_MARGIN, 0, 1)
+        out = np.clip(au, lo, hi)
+        if warn is not None:
+            from emogs.face.aus import AU_NAMES
+
+            for k in np.flatnonzero(np.abs(out - au).max(0) > 0.02):
+                warn(f"{AU_NAMES[k]} requested up to {au[:, k].max():.2f}, but the training clip only shows "
+                     f"{lo[k]:.2f}-{hi[k]:.2f}: clamped (the model cannot show what it never saw; "
+                     "--allow-extrapolation to try anyway)")
+        return out
+
     def frames(self, wav: np.ndarray, plan, batch: int = 8, chunk: int = 256,
-               progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
-        """Yield uint8 (H, W, 3) frames for 16 kHz audio `wav` under `plan`, chunk by chunk."""
+               progress: Callable[[int, int], None] | None = None, clamp: bool = True) -> Iterator[np.ndarray]:
+        """Yield uint8 (H, W, 3) frames for 16 kHz audio `wav` under `plan`, chunk by chunk. AUs are
+        clamped to the training range unless `clamp` is False."""
         from emogs.model.head import render_frames
 
         F = plan.num_frames
         mc = self.model.cfg
+        au = self.clamp_to_training(plan.au.astype(np.float32)) if clamp else plan.au.astype(np.float32)
         rows, rpf = audio_feature_rows(wav, mc.audio_feature)
         w2c = torch.as_tensor(plan.resolve_pose(self.train_w2c).world_to_cam, dtype=torch.float32)
         K = torch.as_tensor(self.K)
         bg = torch.as_tensor(self.background)
-        au = plan.au.astype(np.float32)
         for s in range(0, F, chunk):
             ids = np.arange(s, min(F, s + chunk))
             aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window))
@@ -170,7 +192,8 @@ class Avatar:
                emotion: str | None = None, au_timeline: str | Path | None = None,
                au_from: str | Path | None = None, pose: str = "training", pose_from: str | Path | None = None,
                base: str = "default", blinks: bool = True, blink_seed: int = 0, allow_silent: bool = False,
-               side_by_side: bool = False, plan=None, batch: int = 8, quiet: bool = False
+               side_by_side: bool = False, plan=None, batch: int = 8, quiet: bool = False,
+               allow_extrapolation: bool = False
                ) -> np.ndarray | RenderResult:
         """Render speech with controls. `audio`: a file (any format FFmpeg reads, a video's audio track
         too) or 16 kHz mono float32 samples. Returns frames (F, H, W, 3) uint8 when `out` is None, else
@@ -195,12 +218,14 @@ class Avatar:
             raise InputError(f"the control plan has {plan.num_frames} frames, the audio needs {F}")
         log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
         log(plan.summary())
+        if not allow_extrapolation:
+            self.clamp_to_training(plan.au, warn=lambda m: log(f"warning: {m}"))
 
         def progress(done: int, total: int) -> None:
             el = time.time() - t0
             log(f"[render] {done}/{total} frames ({done / max(el, 1e-9):.1f} fps)")
 
-        gen = self.frames(wav, plan, batch=batch, progress=progress)
+        gen = self.frames(wav, plan, batch=batch, progress=progress, clamp=not allow_extrapolation)
         if out is None:
             return np.stack(list(gen))
         out = Path(out)

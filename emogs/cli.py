@@ -81,6 +81,8 @@ def _args_render(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--batch", type=int, default=8, help="frames rendered per batch")
     p.add_argument("--size", type=int, default=None, help="output size in pixels (default: the run's resolution)")
+    p.add_argument("--allow-extrapolation", action="store_true",
+                   help="do not clamp AUs to the range the training clip shows (the face may break)")
     add_control_args(p)
 
 
@@ -92,7 +94,8 @@ def _run_render(a: argparse.Namespace) -> None:
     av = Avatar.load(a.run, device=a.device, size=a.size)
     wav = load_audio(a.audio, 16000)
     plan = controls_from_args(a, frames_for_audio(len(wav)), fps=25, default_au=av.default_au)
-    av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch)
+    av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch,
+              allow_extrapolation=a.allow_extrapolation)
 
 
 # --- train -----------------------------------------------------------------------------------------

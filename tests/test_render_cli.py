@@ -107,3 +107,16 @@ def test_incompatible_run_is_refused(tiny_run, shared_data, tmp_path, capsys):
     assert main(["render", str(old), "--audio", str(speech), "-o", str(tmp_path / "x.mp4")]) == 2
     assert "run format version 0" in capsys.readouterr().err
     assert main(["render", str(tmp_path / "nope"), "--audio", str(speech), "-o", str(tmp_path / "x.mp4")]) == 2
+
+
+def test_requested_aus_are_clamped_to_the_training_range(tiny_run):
+    from emogs import Avatar
+
+    av = Avatar.load(tiny_run, device="cpu")
+    lo, hi = av.training_range()
+    req = np.ones((5, 17), np.float32)
+    warnings: list[str] = []
+    out = av.clamp_to_training(req, warn=warnings.append)
+    assert np.all(out <= np.clip(hi + 0.1, 0, 1) + 1e-6)
+    cut = [n for n, h in zip(__import__("emogs.face.aus", fromlist=["AU_NAMES"]).AU_NAMES, hi) if h + 0.1 < 0.98]
+    assert cut and all(any(w.startswith(n) for w in warnings) for n in cut)
