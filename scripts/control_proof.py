@@ -77,26 +77,31 @@ def cli_flags(controls: dict[str, str]) -> str:
 _AV = None
 
 
-def _init_worker(run: str, size: int, threads: int) -> None:
+_EXTRAPOLATE = False
+
+
+def _init_worker(run: str, size: int, threads: int, extrapolate: bool) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    global _AV
+    global _AV, _EXTRAPOLATE
     from emogs.avatar import Avatar
 
+    _EXTRAPOLATE = extrapolate
     _AV = Avatar.load(run, device="cpu", size=size)
 
 
 def _render_one(job: tuple[str, dict[str, str], str, str]) -> dict[str, Any]:
     name, controls, audio, out = job
     t0 = time.time()
-    res = _AV.render(audio, out, au=controls.get("au"), emotion=controls.get("emotion"), blinks=False, quiet=True)
+    res = _AV.render(audio, out, au=controls.get("au"), emotion=controls.get("emotion"), blinks=False, quiet=True,
+                     allow_extrapolation=_EXTRAPOLATE)
     dt = time.time() - t0
     return dict(name=name, frames=res.frames, seconds=dt, fps=res.frames / dt)
 
 
 def render_all(run: Path, audio: Path, size: int, videos: Path, names: list[str], jobs: int, threads: int,
-               force: bool) -> dict[str, Any]:
+               force: bool, extrapolate: bool = False) -> dict[str, Any]:
     """Render the conditions that are missing (or all with force); returns per-condition timing."""
     import multiprocessing as mp
 
@@ -109,7 +114,7 @@ def render_all(run: Path, audio: Path, size: int, videos: Path, names: list[str]
         print(f"[control_proof] rendering {len(todo)} condition(s) with {jobs} process(es) x {threads} thread(s)",
               file=sys.stderr, flush=True)
         ctx = mp.get_context("spawn")
-        with ctx.Pool(min(jobs, len(todo)), initializer=_init_worker, initargs=(str(run), size, threads)) as pool:
+        with ctx.Pool(min(jobs, len(todo)), initializer=_init_worker, initargs=(str(run), size, threads, extrapolate)) as pool:
             for r in pool.imap_unordered(_render_one, todo):
                 timing[r["name"]] = r
                 timing_file.write_text(json.dumps(timing, indent=1))
@@ -192,8 +197,20 @@ def json_safe(v: Any) -> Any:
 
 
 # -- analysis ----------------------------------------------------------------------------------------------
+def received_au(au: np.ndarray, info: dict[str, Any], extrapolate: bool) -> np.ndarray:
+    """The AU track the model received: `emogs render` clamps requests to the training range + CLAMP_MARGIN
+    unless --allow-extrapolation (emogs.avatar.Avatar.clamp_to_training, same formula)."""
+    if extrapolate:
+        return au
+    from emogs.avatar import CLAMP_MARGIN
+
+    lo = np.clip(np.asarray(info["au_min"], np.float32) - CLAMP_MARGIN, 0, 1)
+    hi = np.clip(np.asarray(info["au_max"], np.float32) + CLAMP_MARGIN, 0, 1)
+    return np.clip(au, lo, hi)
+
+
 def analyse(run: Path, audio: Path, videos: Path, names: list[str], dataset: Path | None, id_stride: int,
-            train_frames: int) -> tuple[dict[str, Any], dict[str, Any]]:
+            train_frames: int, extrapolate: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     from emogs.control.emotions import EMOTIONS
     from emogs.control.names import AU_INDEX, AU_NAMES
     from emogs.control.parse import parse_au_spec
@@ -207,9 +224,12 @@ def analyse(run: Path, audio: Path, videos: Path, names: list[str], dataset: Pat
     wav = load_audio(audio, 16000)
     frames = {n: read_render(videos / f"{n}.mp4") for n in names}
     F = min(len(v) for v in frames.values())
-    default = np.asarray(read_json(run / "dataset.json")["au_mean"], np.float32)
+    info = read_json(run / "dataset.json")
+    default = np.asarray(info["au_mean"], np.float32)
     plans = {n: build_plan(F, FPS, au=CONTROLS[n]["au"].split(",") if "au" in CONTROLS[n] else None,
                            emotion=CONTROLS[n].get("emotion"), default_au=default, blinks=False) for n in names}
+    asked = {n: plans[n].au for n in names}
+    recv = {n: received_au(plans[n].au, info, extrapolate) for n in names}
     t0 = time.time()
     raw = {}
     for n in names:
@@ -242,19 +262,22 @@ def analyse(run: Path, audio: Path, videos: Path, names: list[str], dataset: Pat
                                  **ident[n])
         if "au" in c and "emotion" not in c:
             au = parse_au_spec(c["au"])[0].au
-            s = edit_stats(meas[n], meas["plain"], plans[n].au, AU_INDEX[au])
+            s = edit_stats(meas[n], meas["plain"], recv[n], AU_INDEX[au])
+            s["asked_in"] = edit_stats(meas[n], meas["plain"], asked[n], AU_INDEX[au])["requested_in"]
             s["effect_all_aus"] = dict(zip(AU_NAMES, s["effect_all_aus"]))
             r.update(kind="au", au=au, **s)
         elif "emotion" in c:
             emo = c["emotion"].split(":")[0]
             idx = [AU_INDEX[a] for a in EMOTIONS[emo].aus]
-            s = emotion_stats(meas[n], meas["plain"], plans[n].au, plans["plain"].au, idx)
+            s = emotion_stats(meas[n], meas["plain"], recv[n], recv["plain"], idx)
+            for j in idx:
+                s["aus"][j]["asked"] = _mean(asked[n][:F, j])
             r.update(kind="emotion", emotion=emo, aus={AU_NAMES[j]: v for j, v in s["aus"].items()},
                      delta_all_aus=dict(zip(AU_NAMES, s["delta_all_aus"])))
         else:
             r.update(kind="plain", measured_mean=dict(zip(AU_NAMES, np.nanmean(meas[n], axis=0))))
         res[n] = r
-    arrays = dict(frames=frames, meas=meas, plans=plans, mouth=mouth, F=F, lms=lms, wav=wav,
+    arrays = dict(frames=frames, meas=meas, recv=recv, asked=asked, mouth=mouth, F=F, lms=lms, wav=wav,
                   id_train=ident.get("_train"))
     return res, arrays
 
@@ -263,8 +286,6 @@ def identity_scores(frames: dict[str, np.ndarray], names: list[str], F: int, dat
                     stride: int, n_train: int, size: int) -> dict[str, dict[str, Any]]:
     """dlib cosine / distance of sampled frames: vs the plain render (plain's face box, frames aligned) and
     vs the mean descriptor of real training frames."""
-    import cv2
-
     from emogs.eval.identity import DlibFaceEmbedder, cosine, euclidean
 
     emb = DlibFaceEmbedder()
@@ -323,7 +344,7 @@ def train_descriptors(emb, dataset: Path, n: int, size: int) -> np.ndarray:
     return np.array(out)
 
 
-def test_render_sync(run: Path) -> dict[str, Any] | None:
+def reference_sync(run: Path) -> dict[str, Any] | None:
     """Context for the sync numbers: the same measure on RUN/test_render.mp4 (render | ground truth, the
     held-out end of the training clip) with RUN/test_audio.wav, when both exist."""
     from emogs.demo.au_check import read_render, track
@@ -358,13 +379,15 @@ def plot_condition(path: Path, name: str, arrays: dict[str, Any], aus: list[str]
 
     F = arrays["F"]
     t = np.arange(F) / FPS
-    m, p, req = arrays["meas"][name], arrays["meas"]["plain"], arrays["plans"][name].au
+    m, p, req, ask = arrays["meas"][name], arrays["meas"]["plain"], arrays["recv"][name], arrays["asked"][name]
     fig, ax = plt.subplots(figsize=(6.4, 2.6), dpi=90)
     if ranged:
         ax.axvspan(*IN_WINDOW, color="0.88", lw=0, label="measured window")
     for k, a in enumerate(aus):
         j, col = AU_INDEX[a], f"C{k}"
-        ax.plot(t, req[:F, j], color=col, lw=2.2, alpha=0.55, label=f"{a} requested")
+        if np.abs(ask[:F, j] - req[:F, j]).max() > 1e-3:
+            ax.plot(t, ask[:F, j], color=col, lw=1.0, ls=":", label=f"{a} asked (before clamp)")
+        ax.plot(t, req[:F, j], color=col, lw=2.2, alpha=0.55, label=f"{a} requested (model input)")
         ax.plot(t, m[:, j], color=col, lw=1.2, label=f"{a} measured")
         ax.plot(t, p[:, j], color=col, lw=0.9, ls="--", label=f"{a} plain render")
     ax.set_ylim(-0.03, 1.05)
@@ -424,7 +447,7 @@ def contact_sheets(out: Path, arrays: dict[str, Any], names: list[str], t: float
     side = max(x1 - x0, y1 - y0)
     cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
     x0, y0 = max(0, min(W - side, cx - side // 2)), max(0, min(H - side, cy - side // 2))
-    tile = 220
+    tile = 200
 
     def crop(img):
         return cv2.resize(img[y0:y0 + side, x0:x0 + side], (tile, tile), interpolation=cv2.INTER_CUBIC)
@@ -438,9 +461,10 @@ def contact_sheets(out: Path, arrays: dict[str, Any], names: list[str], t: float
     tiles, diffs = [], []
     for n in names:
         f = arrays["frames"][n][i]
-        tiles.append(label(crop(f), f"{n}: {cli_flags(CONTROLS[n])}"))
+        text = f"{n}: {cli_flags(CONTROLS[n])}"
+        tiles.append(label(crop(f), text if len(text) <= 34 else n))
         d = np.clip(np.abs(f.astype(np.int16) - plain.astype(np.int16)).max(axis=2) * 4, 0, 255).astype(np.uint8)
-        diffs.append(label(cv2.applyColorMap(crop(d), cv2.COLORMAP_INFERNO)[..., ::-1], f"|{n} - plain| x4"))
+        diffs.append(label(cv2.applyColorMap(crop(d), cv2.COLORMAP_INFERNO)[..., ::-1], f"|{n} - plain| x4"[:34]))
     cols = 3
     for imgs, fname in ((tiles, "contact_sheet.png"), (diffs, "contact_diff.png")):
         while len(imgs) % cols:
@@ -451,7 +475,7 @@ def contact_sheets(out: Path, arrays: dict[str, Any], names: list[str], t: float
 
         img = Image.fromarray(sheet)
         if fname == "contact_diff.png":  # a colour-mapped heat image: a 256-colour palette loses ~nothing
-            img = img.quantize(256)
+            img = img.quantize(256, dither=Image.Dither.NONE)
         img.save(out / fname, optimize=True)
 
 
@@ -468,17 +492,27 @@ def tables(res: dict[str, Any]) -> str:
          "|---|---|---|---|---|---|---|"]
     for n, r in res.items():
         if r.get("kind") == "au":
-            L.append(f"| `{r['flags']}` | {f2(r['requested_in'])} / {f2(r['requested_out'])} | {f2(r['edit_in'])} / "
+            ask = "" if abs(r["asked_in"] - r["requested_in"]) < 1e-3 else f" (asked {f2(r['asked_in'])})"
+            L.append(f"| `{r['flags']}` | {f2(r['requested_in'])}{ask} / {f2(r['requested_out'])} | {f2(r['edit_in'])} / "
                      f"{f2(r['edit_out'])} | {f2(r['plain_in'])} / {f2(r['plain_out'])} | {f2(r['edit_delta'], 1)} | "
                      f"{f2(r['plain_delta'], 1)} | **{f2(r['effect'], 1)}** |")
+    L += ["", "Other AUs moved by the edit (|effect| >= 0.10): " + "; ".join(
+        f"{n}: " + (", ".join(f"{a} {v:+.2f}" for a, v in r["effect_all_aus"].items()
+                              if a != r["au"] and v is not None and abs(v) >= 0.1) or "none")
+        for n, r in res.items() if r.get("kind") == "au") + "."]
     L += ["", "### (a) Emotion presets: clip-mean measured AUs of the preset, emotion render vs plain render", "",
           "| condition | AU | requested (plain's base) | measured emotion | measured plain | **delta** |",
           "|---|---|---|---|---|---|"]
     for n, r in res.items():
         if r.get("kind") == "emotion":
             for a, v in r["aus"].items():
-                L.append(f"| `{r['flags']}` | {a} | {f2(v['requested'])} ({f2(v['requested_plain'])}) | "
+                ask = "" if abs(v["asked"] - v["requested"]) < 1e-3 else f" (asked {f2(v['asked'])})"
+                L.append(f"| `{r['flags']}` | {a} | {f2(v['requested'])}{ask} ({f2(v['requested_plain'])}) | "
                          f"{f2(v['emotion'])} | {f2(v['plain'])} | **{f2(v['delta'], 1)}** |")
+    L += ["", "Other AUs moved by the preset (clip mean vs plain, |delta| >= 0.10): " + "; ".join(
+        f"{n}: " + (", ".join(f"{a} {v:+.2f}" for a, v in r["delta_all_aus"].items()
+                              if a not in r["aus"] and v is not None and abs(v) >= 0.1) or "none")
+        for n, r in res.items() if r.get("kind") == "emotion") + "."]
     L += ["", "### (b) lip sync and (c) identity, every render", "",
           "| condition | face tracked | mouth-audio r(0) | mouth opening mean (sd) | mouth track r vs plain "
           "(all / in 1.2-2.8 s / outside) | lip LMD vs plain (px@512) | id cos vs plain (min) | "
@@ -509,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--diagnostics", action="store_true",
                     help="also render the presets with their unseen AUs held at 0 (" +
                          ", ".join(n for n, _ in DIAGNOSTICS) + ")")
+    ap.add_argument("--allow-extrapolation", action="store_true",
+                    help="render without clamping the requests to the training range (as before the clamp); "
+                         "videos then go to RUN/control_proof_unclamped")
     ap.add_argument("--jobs", type=int, default=2, help="render processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per render process")
     ap.add_argument("--id-stride", type=int, default=5)
@@ -522,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad or "plain" not in names:
         ap.error(f"conditions must include plain and come from {list(CONTROLS)}; got {bad or names}")
     names = ["plain"] + [n for n in names if n != "plain"]
-    videos = a.videos or a.run / "control_proof"
+    videos = a.videos or a.run / ("control_proof_unclamped" if a.allow_extrapolation else "control_proof")
     dataset = a.dataset
     if dataset is None:
         from emogs.io.atomic import read_json
@@ -540,9 +577,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             dataset = None
     t0 = time.time()
-    timing = render_all(a.run, a.audio, a.size, videos, names, a.jobs, a.threads, a.force)
-    t_render = time.time() - t0
-    res, arrays = analyse(a.run, a.audio, videos, names, dataset, a.id_stride, a.train_frames)
+    timing = render_all(a.run, a.audio, a.size, videos, names, a.jobs, a.threads, a.force, a.allow_extrapolation)
+    res, arrays = analyse(a.run, a.audio, videos, names, dataset, a.id_stride, a.train_frames, a.allow_extrapolation)
     a.out.mkdir(parents=True, exist_ok=True)
     from emogs.control.emotions import EMOTIONS
 
@@ -562,14 +598,16 @@ def main(argv: list[str] | None = None) -> int:
                 run=str(a.run), audio=str(a.audio), size=a.size, frames=arrays["F"], dataset=str(dataset),
                 device=f"CPU ({cpu}, {os.cpu_count()} cores), torch {torch.__version__}, "
                        f"{a.jobs} render processes x {a.threads} thread(s)",
-                render_seconds_wall=round(t_render, 1), render_timing=timing,
+                render_timing=dict(per_condition=timing, note="seconds per 126-frame render, 2 renders running "
+                                   "at once on the 2 cores (1 torch thread each)"),
                 controls="all conditions: blinks=False, base = the model's default expression (training-mean AUs), "
                          "pose = training poses replayed",
+                clamped_to_training_range=not a.allow_extrapolation, videos=str(videos),
                 windows=dict(inside=IN_WINDOW, outside=f"t < {OUT_BEFORE} s or t > {OUT_AFTER} s"),
                 baseline="one landmark-geometry baseline for all renders: the plain render's least expressive frames "
                          "(emogs.demo.au_check.shared_baseline)",
                 identity_train_reference=arrays["id_train"],
-                sync_reference_test_split=test_render_sync(a.run))
+                sync_reference_test_split=reference_sync(a.run))
     doc = dict(meta=meta, conditions=res)
     from emogs.io.atomic import write_json, write_text
 
