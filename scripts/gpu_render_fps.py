@@ -13,20 +13,12 @@ import json
 import statistics
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def read_wav(path: Path) -> np.ndarray:
-    """16 kHz mono 16-bit WAV (the dataset's audio.wav) without PyAV."""
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
 
 
 def sync(dev: torch.device) -> None:
@@ -62,6 +54,8 @@ def main() -> int:
     av = Avatar.load(a.run, device=a.device)
     dev = av.device
     model, mc, S = av.model, av.model.cfg, av.size
+    from emogs.io.media import read_wav
+
     wav = read_wav(a.audio)[: 16000 * 8]
     F = int(len(wav) * 25 // 16000)
     plan = av.plan(F, emotion="happy:0.7", au="AU01=1@1-3")

@@ -99,7 +99,7 @@ def test_loader(macron_ds: Path) -> None:
 
 def test_audio_alignment(macron_ds: Path, shared_data: Path) -> None:
     """audio.wav equals the source audio resampled (sample 0 = frame 0)."""
-    from emogs.data.prepare import read_wav
+    from emogs.io.media import read_wav
     from emogs.io.media import load_audio
 
     src = load_audio(shared_data / "video" / "macron_50s.mp4", 16000, SECONDS)

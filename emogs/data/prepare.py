@@ -335,14 +335,6 @@ def stage_audio(ctx: Ctx) -> dict:
             "gain": round(gain, 6)}
 
 
-def read_wav(path: Path) -> np.ndarray:
-    """16-bit mono WAV -> float32 (L,)."""
-    import wave
-
-    with wave.open(str(path), "rb") as w:
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32767.0
-
-
 def stage_masks(ctx: Ctx) -> dict:
     """Person / head / torso masks + face zones -> labels.mkv; background plate -> background.png."""
     from emogs.data.maskstage import run_masks
@@ -356,6 +348,8 @@ def stage_features(ctx: Ctx) -> dict:
     from emogs.audio.vad import speech_fraction
 
     n = int(ctx.state.data["stages"]["track"]["num_frames"])
+    from emogs.io.media import read_wav
+
     wav = read_wav(ctx.out / "audio.wav")
     t0 = time.perf_counter()
     mel = log_mel(wav)

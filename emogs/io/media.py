@@ -144,6 +144,17 @@ def write_wav(path: str | Path, wav: np.ndarray, sample_rate: int = 16000) -> No
             w.writeframes(pcm.tobytes())
 
 
+def read_wav(path: str | Path) -> np.ndarray:
+    """16-bit mono WAV (as `write_wav` writes: the dataset's audio.wav) -> float32 (L,), without PyAV
+    (the GPU image has none). The exact inverse of `write_wav`'s scaling."""
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        if w.getnchannels() != 1 or w.getsampwidth() != 2:
+            raise InputError(f"{path}: expected 16-bit mono WAV")
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32767.0
+
+
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25,
                 audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 18,
                 pix_fmt: str = "yuv420p", codec: str = "libx264") -> int:

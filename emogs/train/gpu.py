@@ -18,7 +18,6 @@ import json
 import shutil
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -74,15 +73,11 @@ def install_cv2_decoders() -> None:
             vw.write(np.ascontiguousarray(f[..., ::-1]))
         vw.release()
         if audio is not None:
-            with wave.open(str(path.with_name("test_audio.wav")), "wb") as w:
-                w.setnchannels(1), w.setsampwidth(2), w.setframerate(sample_rate)
-                w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+            media.write_wav(path.with_name("test_audio.wav"), audio, sample_rate)
     media.write_video = write_video
 
     def load_audio(path, sample_rate=16000, max_seconds=None):  # audio.wav: 16 kHz mono 16-bit PCM
-        with wave.open(str(path), "rb") as w:
-            a = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-        return a
+        return media.read_wav(path)
     media.load_audio = load_audio
 
 
