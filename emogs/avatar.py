@@ -69,8 +69,11 @@ class Avatar:
     """A trained run, ready to render."""
 
     def __init__(self, run_dir: Path, cfg: Any, model: Any, info: dict, background: np.ndarray,
-                 train_w2c: np.ndarray, device: torch.device, size: int | None = None) -> None:
+                 train_w2c: np.ndarray, device: torch.device, size: int | None = None,
+                 inference: str = "auto") -> None:
         import cv2
+
+        from emogs.model.infer import DeformEngine
 
         self.run_dir, self.cfg, self.model, self.info = run_dir, cfg, model, info
         self.train_w2c = train_w2c  # (N, 4, 4) training cameras
@@ -80,12 +83,15 @@ class Avatar:
         self.K = np.asarray(info["K"], np.float32).copy()  # (3, 3) at the training resolution ...
         self.K[:2] *= s  # ... scaled to the output size
         self.background = cv2.resize(background, (self.size, self.size), interpolation=cv2.INTER_AREA)  # (S, S, 3)
+        self.engine = DeformEngine(model, inference)  # CUDA-graph replay of the deformation on CUDA
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto", size: int | None = None) -> "Avatar":
+    def load(cls, run_dir: str | Path, device: str = "auto", size: int | None = None,
+             inference: str = "auto") -> "Avatar":
         """Load RUN (config.json + model.safetensors + dataset.json + background.png). `size`: output
-        resolution (default: the training resolution; other sizes rescale the camera intrinsics)."""
+        resolution (default: the training resolution; other sizes rescale the camera intrinsics).
+        `inference`: eager | graph | graph-bf16 | auto (graph on CUDA, eager on CPU; emogs.model.infer)."""
         import cv2
         from safetensors import safe_open
 
@@ -129,7 +135,7 @@ class Avatar:
                 w2c = z["world_to_cam"][a:b].astype(np.float32)
         if size is not None and not 16 <= size <= 4096:
             raise InputError(f"render size {size} out of range (16-4096)")
-        return cls(run_dir, cfg, model, info, bg, w2c, dev, size)
+        return cls(run_dir, cfg, model, info, bg, w2c, dev, size, inference)
 
     @property
     def default_au(self) -> np.ndarray:
@@ -168,22 +174,28 @@ class Avatar:
                progress: Callable[[int, int], None] | None = None, clamp: bool = True) -> Iterator[np.ndarray]:
         """Yield uint8 (H, W, 3) frames for 16 kHz audio `wav` under `plan`, chunk by chunk. AUs are
         clamped to the training range unless `clamp` is False."""
-        from emogs.model.head import render_frames
+        from emogs.model.infer import render_with_engine
 
         F = plan.num_frames
         mc = self.model.cfg
         au = self.clamp_to_training(plan.au.astype(np.float32)) if clamp else plan.au.astype(np.float32)
         rows, rpf = audio_feature_rows(wav, mc.audio_feature)
-        w2c = torch.as_tensor(plan.resolve_pose(self.train_w2c).world_to_cam, dtype=torch.float32)
-        K = torch.as_tensor(self.K)
-        bg = torch.as_tensor(self.background)
+        dev, S = self.device, self.size
+        w2c = torch.as_tensor(plan.resolve_pose(self.train_w2c).world_to_cam, dtype=torch.float32, device=dev)
+        K = torch.as_tensor(self.K, device=dev)
+        bg = torch.as_tensor(self.background, device=dev)
+        backend = getattr(self.cfg, "backend", "auto")
         for s in range(0, F, chunk):
             ids = np.arange(s, min(F, s + chunk))
-            aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window))
-            auw = torch.as_tensor(au_windows(au, ids, mc.au_window))
-            out = render_frames(self.model, w2c[ids], K, aud, auw, self.size, self.size, bg, batch=batch,
-                                backend=getattr(self.cfg, "backend", "auto"))
-            for fr in out.numpy():
+            aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window), device=dev)  # (C, R, D)
+            auw = torch.as_tensor(au_windows(au, ids, mc.au_window), device=dev)  # (C, T, 17)
+            outs = []
+            for i in range(0, len(ids), batch):
+                j = slice(i, min(len(ids), i + batch))
+                b = j.stop - j.start
+                outs.append(render_with_engine(self.engine, w2c[ids[j]], K.expand(b, 3, 3), aud[j], auw[j], S, S,
+                                               bg.expand(b, -1, -1, -1), backend).cpu())
+            for fr in torch.cat(outs).numpy():
                 yield fr
             if progress:
                 progress(int(ids[-1]) + 1, F)

@@ -83,6 +83,8 @@ def _args_render(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=None, help="output size in pixels (default: the run's resolution)")
     p.add_argument("--allow-extrapolation", action="store_true",
                    help="do not clamp AUs to the range the training clip shows (the face may break)")
+    p.add_argument("--inference", default="auto", choices=["auto", "eager", "graph", "graph-bf16"],
+                   help="deformation on CUDA: CUDA-graph replay (auto = graph on CUDA, eager on CPU)")
     add_control_args(p)
 
 
@@ -91,7 +93,7 @@ def _run_render(a: argparse.Namespace) -> None:
     from emogs.control.cli_args import controls_from_args
     from emogs.io.media import frames_for_audio, load_audio
 
-    av = Avatar.load(a.run, device=a.device, size=a.size)
+    av = Avatar.load(a.run, device=a.device, size=a.size, inference=a.inference)
     wav = load_audio(a.audio, 16000)
     plan = controls_from_args(a, frames_for_audio(len(wav)), fps=25, default_au=av.default_au)
     av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch,

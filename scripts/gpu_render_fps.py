@@ -1,6 +1,7 @@
 """End-to-end render speed of a trained run: audio features + AU encoding + deformation + rasterisation +
 compositing, at the run's resolution, batch 1 and batched, with CUDA synchronisation, warm-up and the
-median of many runs; plus the split between the network (deformation) and the rasteriser.
+median of many runs; plus the split between the network (deformation) and the rasteriser, for each
+inference mode (eager, CUDA-graph replay in float32 / bf16; emogs.model.infer) with its parity against eager.
 
     python scripts/gpu_render_fps.py RUN --audio DATASET/audio.wav [--device cuda] [--out bench.json]
 
@@ -47,6 +48,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--batches", default="1,4,16")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--modes", default="eager,graph,graph-bf16", help="inference modes (emogs.model.infer)")
     a = ap.parse_args()
 
     from emogs.avatar import Avatar, au_windows, audio_feature_rows, audio_windows
@@ -73,44 +75,66 @@ def main() -> int:
                    audio_features_ms_per_frame=1000 * feat_s_per_frame, batches={})
     print(f"[fps] {results['device']} | {S}x{S} | {len(model.gaussians)} Gaussians | "
           f"audio features {1000 * feat_s_per_frame:.3f} ms/frame (CPU, whole clip at once)")
-    for B in [int(b) for b in a.batches.split(",")]:
-        ids = np.arange(B) % F
-        aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window), device=dev)
-        auw = torch.as_tensor(au_windows(au, ids, mc.au_window), device=dev)
-        w2c, Kb, bgb = w2c_all[ids], K.expand(B, 3, 3), bg.expand(B, -1, -1, -1)
+    from emogs.model.infer import DeformEngine, render_with_engine
+    from emogs.render import rasterize
 
-        @torch.no_grad()
-        def full():
-            out = model(w2c, Kb, aud, auw, S, S, bgb)
-            return (out.rgb.clamp(0, 1) * 255).to(torch.uint8)
+    modes = [m for m in a.modes.split(",") if dev.type == "cuda" or m == "eager"]
+    results["modes"] = {}
+    # parity: the first 8 frames of the clip in each mode against eager (uint8 frames)
+    ids8 = np.arange(min(8, F))
+    aud8 = torch.as_tensor(audio_windows(rows, rpf, ids8, mc.audio_window), device=dev)
+    auw8 = torch.as_tensor(au_windows(au, ids8, mc.au_window), device=dev)
+    ref = None
+    for mode in modes:
+        eng = DeformEngine(model, mode)
+        fr = torch.cat([render_with_engine(eng, w2c_all[[i]], K[None], aud8[i:i + 1], auw8[i:i + 1], S, S, bg[None])
+                        for i in range(len(ids8))]).float()
+        if ref is None:
+            ref = fr
+        mse = float(((fr - ref) ** 2).mean())
+        par = dict(max_abs_u8=float((fr - ref).abs().max()), mean_abs_u8=float((fr - ref).abs().mean()),
+                   psnr_vs_eager=float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse))
+        results["modes"][mode] = dict(parity=par, batches={}, engine_mode_used=eng.mode)
+        print(f"[fps] {mode}: vs eager max |diff| {par['max_abs_u8']:.0f}/255, mean {par['mean_abs_u8']:.4f}, "
+              f"PSNR {par['psnr_vs_eager']:.1f} dB")
+        for B in [int(b) for b in a.batches.split(",")]:
+            ids = np.arange(B) % F
+            aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window), device=dev)
+            auw = torch.as_tensor(au_windows(au, ids, mc.au_window), device=dev)
+            w2c, Kb, bgb = w2c_all[ids], K.expand(B, 3, 3), bg.expand(B, -1, -1, -1)
 
-        @torch.no_grad()
-        def net_only():
-            return model.deformed(w2c, aud, auw)
+            def full():
+                return render_with_engine(eng, w2c, Kb, aud, auw, S, S, bgb)
 
-        d = model.deformed(w2c, aud, auw)
-        from emogs.render import rasterize
+            def net_only():
+                return eng(w2c, aud, auw)
 
-        @torch.no_grad()
-        def raster_only():
-            return rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], w2c, Kb, S, S)
+            d = {k: v.clone() for k, v in eng(w2c, aud, auw).items()}
 
-        @torch.no_grad()
-        def host_prep():  # per-batch CPU work: feature windows + AU windows + upload
-            a_ = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window)).to(dev, non_blocking=True)
-            u_ = torch.as_tensor(au_windows(au, ids, mc.au_window)).to(dev, non_blocking=True)
-            return a_, u_
+            @torch.no_grad()
+            def raster_only():
+                return rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], w2c, Kb, S, S)
 
-        tf = statistics.median(timed(full, dev, a.reps))
-        tn = statistics.median(timed(net_only, dev, a.reps))
-        tr = statistics.median(timed(raster_only, dev, a.reps))
-        th = statistics.median(timed(host_prep, dev, a.reps))
-        per_frame = (tf + th) / B + feat_s_per_frame
-        r = dict(end_to_end_fps=1 / per_frame, model_render_ms=1000 * tf, network_ms=1000 * tn,
-                 rasterise_ms=1000 * tr, host_prep_ms=1000 * th, frames_per_call=B)
-        results["batches"][str(B)] = r
-        print(f"[fps] batch {B:3d}: end-to-end {1 / per_frame:8.1f} FPS | per call: model+render {1000 * tf:.2f} ms "
-              f"(network {1000 * tn:.2f} ms, rasteriser {1000 * tr:.2f} ms), host prep {1000 * th:.2f} ms")
+            @torch.no_grad()
+            def host_prep():  # per-batch CPU work: feature windows + AU windows + upload
+                a_ = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window)).to(dev, non_blocking=True)
+                u_ = torch.as_tensor(au_windows(au, ids, mc.au_window)).to(dev, non_blocking=True)
+                return a_, u_
+
+            tf = statistics.median(timed(full, dev, a.reps))
+            tn = statistics.median(timed(net_only, dev, a.reps))
+            tr = statistics.median(timed(raster_only, dev, a.reps))
+            th = statistics.median(timed(host_prep, dev, a.reps))
+            per_frame = (tf + th) / B + feat_s_per_frame
+            r = dict(end_to_end_fps=1 / per_frame, model_render_ms=1000 * tf, network_ms=1000 * tn,
+                     rasterise_ms=1000 * tr, host_prep_ms=1000 * th, frames_per_call=B)
+            results["modes"][mode]["batches"][str(B)] = r
+            print(f"[fps] {mode:10s} batch {B:3d}: end-to-end {1 / per_frame:8.1f} FPS | per call: model+render "
+                  f"{1000 * tf:.2f} ms (network {1000 * tn:.2f} ms, rasteriser {1000 * tr:.2f} ms), "
+                  f"host prep {1000 * th:.2f} ms")
+    default = DeformEngine(model, "auto").mode
+    results["default_mode"] = default
+    results["batches"] = results["modes"][default]["batches"]
     results["fps"] = results["batches"]["1"]["end_to_end_fps"] if "1" in results["batches"] else None
     text = json.dumps(results, indent=2)
     (a.run / "render_benchmark.json").write_text(text)

@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
-# One GPU call (device tool, <= 10 minutes): train two prepared clips at once on one GPU, then measure
-# end-to-end render FPS of the first run and check our LPIPS against the reference package.
+# One GPU call (device tool, <= 10 minutes): train prepared clips, one training per GPU (round robin over the
+# GPUs the machine has), then measure end-to-end render FPS of the first run.
+#
+#   bash scripts/gpu_session.sh JOB [JOB ...]     JOB = DATASET[:VARIANT[:TAG[:ITERS]]]  e.g. macron macron:audio acosta:full
+#
+# Each JOB trains .gpu/ds_DATASET into /tmp/runs/DATASET[_VARIANT][_TAG]; VARIANT is a model variant
+# (audio | au | au_szpab | au_citae | full, default full); ITERS fixes that job's iteration count. Environment:
+#   EMOGS_TRAIN_ITERS=N      fixed iteration count for every job (ablations: same iterations for all)
+#   EMOGS_TRAIN_BUDGET_S=S   wall-clock training budget per job (default: what the 10 minutes leave)
+#   EMOGS_CONFIG_JSON=JSON   config overrides for every job (e.g. '{"model.audio_feature": "whisper"}')
+#   EMOGS_CONFIG_JSON_<TAG>  overrides for the jobs with that TAG only
+#   EMOGS_FPS=0              skip the render benchmark (default: on the first job, on its GPU, once it is done)
 #
 # Here, first (repository root; .gpu/ and .whl/ are git-ignored and travel with `carry`):
 #   emogs prepare ../shared/data/video/macron_50s.mp4 -o datasets/macron   (and acosta_71s.mp4 -> datasets/acosta)
 #   for n in macron acosta; do mkdir -p .gpu/ds_$n; cp datasets/$n/{manifest.json,frames.mp4,audio.wav,tracks.npz,\
 #     labels.mkv,background.png,audio_mel.npy,audio_whisper.npy} .gpu/ds_$n/; done   # what training reads
 #   python -m emogs.train.gpu pack-assets .gpu/train_assets
-#   python scripts/gpu_lpips_parity.py --make-pairs; mkdir .gpu/lpips_alex; cp .gpu/lpips_pairs/pair0[0-5]_* \
-#     .gpu/lpips_pairs/weights_alex.npz .gpu/lpips_alex/
-# Device tool:
-#   run(command="bash scripts/gpu_session.sh macron acosta", timeout_s=600,
-#       carry=[".gpu/ds_macron", ".gpu/ds_acosta", ".gpu/train_assets", ".gpu/lpips_alex", ".whl"])
-# Back here: tar files of each run (model + media) and session.log under files_at; `python -m emogs.train.gpu mux RUN`
-# adds the test audio to test_render.mp4 (the GPU image has no PyAV).
+#   gsplat wheel: pip download --no-deps gsplat==1.5.3 -d .whl
+# Device tool (kind nvidia-h200-x4 runs four jobs at once; one GPU runs them one after another's GPU share):
+#   run(command="EMOGS_TRAIN_ITERS=4500 bash scripts/gpu_session.sh macron:full macron:audio macron:au macron:au_szpab",
+#       kind="nvidia-h200-x4", timeout_s=600, carry=[".gpu/ds_macron", ".gpu/train_assets", ".whl"])
+# Back here: one tar per run (model, config, metrics, gpu_report, logs, test video + audio, last preview, FPS json)
+# and session.log under files_at; `python -m emogs.train.gpu mux RUN` adds the test audio to test_render.mp4
+# (the GPU image has no PyAV). At most 8 files come back: at most 7 jobs per call.
 set -uo pipefail
-OUT="${OUT:-./gpu_out}"; mkdir -p "$OUT"
+OUT="${OUT:-./gpu_out}"; mkdir -p "$OUT/logs"
 T0=$(date +%s); LIMIT="${EMOGS_GPU_LIMIT_S:-575}"
 LOG="$OUT/session.log"
 rm -rf /tmp/runs  # never resume a stale run left on a warm machine
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/gsplat-*.whl
 export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$LOG"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv | tee "$LOG"
+NGPU=$(nvidia-smi -L | wc -l); NCPU=$(nproc); NJOB=$#
+# one compile for all jobs (the JIT cache is shared), before the trainings start
 python3 - <<'PY' 2>&1 | tee -a "$LOG"
 import time, torch
 t = time.time()
@@ -35,28 +48,44 @@ out = rasterize(m, torch.randn(n, 4, device="cuda"), torch.full((n, 3), 0.1, dev
 torch.cuda.synchronize()
 print(f"[gpu] gsplat compiled and ready in {time.time() - t:.1f}s")
 PY
-# training budget: EMOGS_TRAIN_BUDGET_S, or what is left minus ~150 s (clip loading, test-split evaluation) and
-# ~70 s (benchmarks, packing). Logs go straight to $OUT so a timeout still brings them back; each training gets a
-# hard timeout so the benchmarks and packing always run.
-BUDGET=${EMOGS_TRAIN_BUDGET_S:-$(( (LIMIT - ($(date +%s) - T0) - 220) ))}
-echo "[gpu] training budget ${BUDGET}s per run, runs in parallel: $*" | tee -a "$LOG"
-for name in "$@"; do
-  timeout $(( BUDGET + 190 )) python3 -m emogs.train.gpu ".gpu/ds_$name" "/tmp/runs/$name" --budget-s "$BUDGET" \
-    > "$OUT/train_$name.log" 2>&1 &
+# per-job CPU threads: the step is host-bound, oversubscribed threads slow every job down
+PER=$(( NCPU / (NJOB > 0 ? NJOB : 1) )); [ "$PER" -lt 1 ] && PER=1; [ "$PER" -gt 8 ] && PER=8
+BUDGET=${EMOGS_TRAIN_BUDGET_S:-$(( (LIMIT - ($(date +%s) - T0) - 240) ))}
+ITERS_ARG=(); [ -n "${EMOGS_TRAIN_ITERS:-}" ] && ITERS_ARG=(--iters "$EMOGS_TRAIN_ITERS")
+echo "[gpu] $NGPU GPUs, $NCPU CPUs, $NJOB jobs ($PER threads each), budget ${BUDGET}s, iters ${EMOGS_TRAIN_ITERS:-auto}" | tee -a "$LOG"
+names=(); i=0
+for job in "$@"; do
+  IFS=: read -r ds variant tag iters <<< "$job"; variant=${variant:-full}
+  it_arg=("${ITERS_ARG[@]}"); [ -n "$iters" ] && it_arg=(--iters "$iters")
+  name="$ds"; [ "$variant" != full ] && name="${name}_$variant"; [ -n "$tag" ] && name="${name}_$tag"
+  names+=("$name"); gpu=$(( i % NGPU ))
+  cfgvar="EMOGS_CONFIG_JSON_${tag}"; cfg="${!cfgvar:-${EMOGS_CONFIG_JSON:-}}"
+  (
+    export CUDA_VISIBLE_DEVICES=$gpu OMP_NUM_THREADS=$PER MKL_NUM_THREADS=$PER
+    timeout $(( BUDGET + 200 )) python3 -m emogs.train.gpu ".gpu/ds_$ds" "/tmp/runs/$name" --budget-s "$BUDGET" \
+      --variant "$variant" "${it_arg[@]}" ${cfg:+--config-json "$cfg"} > "$OUT/logs/train_$name.log" 2>&1
+    echo "[gpu] $name (GPU $gpu) finished rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+    if [ "$i" = 0 ] && [ "${EMOGS_FPS:-1}" != 0 ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
+      timeout 150 python3 scripts/gpu_render_fps.py "/tmp/runs/$name" --audio ".gpu/ds_$ds/audio.wav" \
+        --device cuda > "$OUT/logs/fps_$name.log" 2>&1
+      echo "[gpu] FPS benchmark rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+    fi
+  ) &
+  i=$(( i + 1 ))
 done
 wait
-echo "[gpu] training done at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
-first="$1"
-timeout 60 python3 scripts/gpu_render_fps.py "/tmp/runs/$first" --audio ".gpu/ds_$first/audio.wav" --device cuda 2>&1 | tee -a "$LOG"
-[ -d .gpu/lpips_alex ] && timeout 60 python3 scripts/gpu_lpips_parity.py --device cuda --pairs .gpu/lpips_alex --nets alex --out "$OUT" 2>&1 | tail -n 15 | tee -a "$LOG"
-for name in "$@"; do
-  r="/tmp/runs/$name"; [ -d "$r" ] || continue; cp "$OUT/train_$name.log" "$r/train.log"
-  tar -C /tmp/runs -cf "$OUT/${name}_model.tar" "$name/model.safetensors" "$name/config.json" "$name/dataset.json" \
-    "$name/background.png" "$name/train_cameras.npz" "$name/metrics.json" "$name/gpu_report.json" \
-    "$name/train_log.jsonl" "$name/train.log" $( [ -f "$r/render_benchmark.json" ] && echo "$name/render_benchmark.json")
-  last=$(ls "$r/previews"/*.png 2>/dev/null | tail -n 1)
-  tar -C /tmp/runs -cf "$OUT/${name}_media.tar" "$name/test_render.mp4" "$name/test_audio.wav" \
-    $( [ -n "$last" ] && echo "$name/previews/$(basename "$last")") $( [ -f "$r/gaussians.ply" ] && [ $(stat -c %s "$r/gaussians.ply") -lt 9000000 ] && echo "$name/gaussians.ply")
+echo "[gpu] all done at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+for name in "${names[@]}"; do
+  r="/tmp/runs/$name"; [ -d "$r" ] || continue
+  mv "$OUT/logs/train_$name.log" "$r/train.log"; [ -f "$OUT/logs/fps_$name.log" ] && mv "$OUT/logs/fps_$name.log" "$r/fps.log"
+  files=()
+  for f in model.safetensors config.json dataset.json background.png train_cameras.npz metrics.json gpu_report.json \
+           train_log.jsonl train.log fps.log render_benchmark.json test_render.mp4 test_audio.wav; do
+    [ -f "$r/$f" ] && files+=("$name/$f")
+  done
+  last=$(ls "$r/previews"/*.png 2>/dev/null | tail -n 1); [ -n "$last" ] && files+=("$name/previews/$(basename "$last")")
+  tar -C /tmp/runs -cf "$OUT/$name.tar" "${files[@]}"
 done
+rmdir "$OUT/logs" 2>/dev/null
 ls -la "$OUT" | tee -a "$LOG"
 echo "[gpu] total $(( $(date +%s) - T0 ))s" | tee -a "$LOG"

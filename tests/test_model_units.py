@@ -8,7 +8,8 @@ from emogs.model.cit_ae import CITAE, PlainAUEncoder
 from emogs.model.config import VARIANTS, ModelConfig
 from emogs.model.gaussians import GaussianSet
 from emogs.model.head import TalkingHead
-from emogs.model.szpab import SZPAB, TOKEN_AU, TOKEN_AUDIO, ZONE_AUDIO, ZONE_EXPRESSION, ZONE_MOUTH, ZONE_SYNERGY, bias_table
+from emogs.model.szpab import (SZPAB, TOKEN_AU, TOKEN_AUDIO, ZONE_AUDIO, ZONE_EXPRESSION, ZONE_MOUTH, ZONE_OTHER,
+                               ZONE_SYNERGY, bias_table)
 from emogs.train.losses import raar_loss
 
 
@@ -194,3 +195,88 @@ def test_inference_cache_matches_and_follows_parameter_updates():
         after = m.deformed(w2c, audio, au)["offsets"]
     assert not torch.allclose(after, first)
     assert torch.allclose(after, m.deformed(w2c, audio, au)["offsets"], atol=1e-6)
+
+
+def _other_zone_model(au_basis_zones: str, bias_au_in_other: float) -> TalkingHead:
+    torch.manual_seed(0)
+    cfg = ModelConfig(audio_dim=12, token_dim=16, hidden=32, triplane_channels=4, triplane_res=8, pose_dim=4,
+                      citae_hidden=8, au_basis_zones=au_basis_zones, bias_au_in_other=bias_au_in_other)
+    zones = torch.tensor([ZONE_EXPRESSION] * 20 + [ZONE_OTHER] * 20)
+    g = GaussianSet.from_arrays(torch.randn(40, 3).numpy(), torch.rand(40, 3).numpy(),
+                                torch.full((40,), 0.2).numpy(), zones.numpy())
+    m = TalkingHead(cfg, g)
+    with torch.no_grad():
+        m.au_basis.weight.normal_(0, 0.5)
+        m.au_mean.fill_(0.3)
+    return m
+
+
+@pytest.mark.parametrize("zones,bias,other_moves", [("face", -4.0, False), ("all", 0.0, True)])
+def test_au_basis_leaves_hair_ears_neck_alone(zones, bias, other_moves):
+    """The AU basis acts in the face zones only (new runs); the first runs ("all") also moved head-other
+    Gaussians: the rim along the head outline in docs/control_proof.md."""
+    m = _other_zone_model(zones, bias)
+    w2c = torch.eye(4)[None].clone()
+    w2c[0, 2, 3] = 10.0
+    audio, au = torch.randn(1, 16, 12), torch.full((1, 9, 17), 0.3)
+    au1 = au.clone()
+    au1[:, :, 0] = 1.0
+    d = m.deformed(w2c, audio, au)
+    basis = m.static_features()["basis"]
+    off = m.au_offsets(basis, d["attn"], d["token_type"], au1)[0].norm(dim=-1)  # (40,)
+    assert off[:20].min() > 1e-3  # expression zone moves
+    assert (off[20:].max() > 1e-3) == other_moves
+    assert float(m.szpab.bias[ZONE_OTHER, TOKEN_AU]) == bias
+
+
+def test_old_run_configs_load_with_the_settings_they_were_trained_with(tmp_path):
+    import json
+
+    from emogs import config as cfgio
+    from emogs.train.config import cpu_config, load_run_config
+
+    d = cfgio.to_dict(cpu_config())
+    for k in ("au_basis_zones", "bias_au_in_other"):
+        del d["model"][k]
+    (tmp_path / "config.json").write_text(json.dumps(d))
+    old = load_run_config(tmp_path / "config.json").model
+    assert (old.au_basis_zones, old.bias_au_in_other) == ("all", 0.0)
+    assert (ModelConfig().au_basis_zones, ModelConfig().bias_au_in_other) == ("face", -4.0)
+
+
+def test_deform_engine_eager_matches_model_and_rejects_bad_modes():
+    from emogs.model.infer import DeformEngine
+
+    m = _au_model()
+    w2c = torch.eye(4)[None].expand(3, 4, 4).clone()
+    w2c[:, 2, 3] = 10.0
+    audio, au = torch.randn(3, 16, 12), torch.rand(3, 9, 17)
+    eng = DeformEngine(m)  # auto on CPU -> eager
+    assert eng.mode == "eager"
+    with torch.no_grad():
+        ref = m.deformed(w2c, audio, au)
+    out = eng(w2c, audio, au)
+    for k in ("means", "quats", "scales", "opacities", "colors"):
+        assert torch.equal(out[k], ref[k])
+    with pytest.raises(ValueError, match="needs the model on CUDA"):
+        DeformEngine(m, "graph")
+    with pytest.raises(ValueError, match="unknown inference mode"):
+        DeformEngine(m, "fast")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mode", ["graph", "graph-bf16"])
+def test_deform_engine_graph_replay_matches_eager_on_cuda(mode):
+    from emogs.model.infer import DeformEngine
+
+    m = _au_model().cuda().eval()
+    w2c = torch.eye(4, device="cuda")[None].expand(2, 4, 4).clone()
+    w2c[:, 2, 3] = 10.0
+    eng, ref = DeformEngine(m, mode), DeformEngine(m, "eager")
+    for _ in range(3):  # replays with new inputs, not the captured ones
+        audio, au = torch.randn(2, 16, 12, device="cuda"), torch.rand(2, 9, 17, device="cuda")
+        out, exp = eng(w2c, audio, au), ref(w2c, audio, au)
+        assert eng.mode == mode
+        tol = 1e-5 if mode == "graph" else 5e-2
+        for k in ("means", "quats", "scales", "opacities", "colors"):
+            assert torch.allclose(out[k], exp[k], atol=tol), k

@@ -43,12 +43,16 @@ class ModelConfig:
     # AU's deviation from its training mean and weighted by the Gaussian's SZ-PAB attention on that AU token.
     # A direct, linear, zone-gated path from an AU intensity to the geometry it moves (see docs/model.md).
     au_basis: bool = True
+    # Where the AU basis acts: "face" = every zone but head-other (hair, ears, neck), "all" = everywhere (the
+    # first runs; their AU edits also moved the ears and the hair outline, docs/control_proof.md).
+    au_basis_zones: str = "face"
     citae_hidden: int = 32
     # SZ-PAB bias strengths (additive attention logits)
     bias_au_in_mouth: float = -4.0
     bias_audio_in_upper: float = -4.0
     bias_synergy: float = 0.0
     bias_other: float = 0.0
+    bias_au_in_other: float = -4.0  # AU tokens in head-other (hair, ears, neck); 0 in the first runs
 
     def flags(self) -> dict[str, bool]:
         if self.variant not in VARIANTS:

@@ -18,7 +18,7 @@ from emogs.model.config import ModelConfig
 from emogs.model.deform import OUT_DIM, DeformNet, PoseEncoder
 from emogs.model.encodings import TriPlane
 from emogs.model.gaussians import GaussianSet
-from emogs.model.szpab import SZPAB, TOKEN_AU, TOKEN_AUDIO, bias_table
+from emogs.model.szpab import SZPAB, TOKEN_AU, TOKEN_AUDIO, ZONE_OTHER, bias_table
 
 
 @dataclass
@@ -51,7 +51,10 @@ class TalkingHead(nn.Module):
         if self.use_au:
             self.au_enc = (CITAE(cfg.num_aus, cfg.au_window, d, cfg.citae_hidden) if flags["use_citae"]
                            else PlainAUEncoder(cfg.num_aus, cfg.au_window, d))
-        bias = bias_table(cfg.bias_au_in_mouth, cfg.bias_audio_in_upper, cfg.bias_synergy, cfg.bias_other)
+        bias = bias_table(cfg.bias_au_in_mouth, cfg.bias_audio_in_upper, cfg.bias_synergy, cfg.bias_other,
+                          cfg.bias_au_in_other)
+        if cfg.au_basis_zones not in ("face", "all"):
+            raise ValueError(f"au_basis_zones must be 'face' or 'all', not '{cfg.au_basis_zones}'")
         self.szpab = SZPAB(self.encoding.out_dim, d, cfg.heads, bias, use_bias=flags["use_szpab"])
         self.pose = PoseEncoder(cfg.pose_dim)
         self.deform = DeformNet(self.encoding.out_dim, d, cfg.pose_dim, cfg.hidden)
@@ -81,7 +84,8 @@ class TalkingHead(nn.Module):
         return [p for p in self.parameters() if id(p) not in skip]
 
     def tokens(self, audio: torch.Tensor, au_window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """audio (B, R, D), au_window (B, T, K) -> tokens (B, L, d), token_type (L,)."""
+        """audio (B, R, D), au_window (B, T, K) -> tokens (B, L, d), token_type (L,): the M audio tokens first,
+        then the K AU tokens (`au_offsets` relies on that order)."""
         a = self.audio_enc(audio)  # (B, M, d)
         types = [torch.full((a.shape[1],), TOKEN_AUDIO, dtype=torch.long, device=a.device)]
         toks = [a]
@@ -97,9 +101,12 @@ class TalkingHead(nn.Module):
 
         basis (N, K, 14) = `au_basis(feat)`; attn (B, N, L) SZ-PAB attention (head mean). AU token k's weight
         times K is 1 under uniform attention and ~0 where the zone bias suppresses AU tokens (the mouth), so
-        the zones gate which AUs act where."""
+        the zones gate which AUs act where. With `au_basis_zones == "face"` head-other Gaussians (hair, ears,
+        neck) get no AU offset at all."""
         k = self.cfg.num_aus
-        w = attn[..., ttype == TOKEN_AU] * k  # (B, N, K)
+        w = attn[..., attn.shape[-1] - k:] * k  # (B, N, K): the AU tokens are the last K (see `tokens`)
+        if self.cfg.au_basis_zones == "face":
+            w = w * (self.gaussians.zone != ZONE_OTHER).to(w.dtype)[:, None]
         a = au_window[:, au_window.shape[1] // 2] - self.au_mean  # (B, K) centre frame vs default face
         return torch.einsum("bnk,bk,nko->bno", w, a, basis)
 

@@ -3,8 +3,8 @@
 Cross-attention from Gaussians (queries from their spatial encoding) to the frame's tokens
 [audio tokens (M), AU tokens (K)]: softmax(Q K^T / sqrt(d_h) + B) V, with an additive bias B[zone(i),
 type(j)] from a fixed table: AU tokens suppressed in the mouth zones (lips, mouth interior), audio
-tokens suppressed in the upper-face (expression) zone, synergy (cheeks, chin) and head-other left
-cooperative. With `use_bias=False` it is plain cross-attention (the ablations without SZ-PAB).
+tokens suppressed in the upper-face (expression) zone, AU tokens also suppressed in head-other (hair,
+ears, neck; `bias_au_in_other`; 0 in the first runs), synergy (cheeks, chin) left cooperative. With `use_bias=False` it is plain cross-attention (the ablations without SZ-PAB).
 """
 from __future__ import annotations
 
@@ -24,14 +24,16 @@ def label_to_zone(labels: torch.Tensor) -> torch.Tensor:
 
 
 def bias_table(au_in_mouth: float, audio_in_upper: float, synergy: float = 0.0,
-               other: float = 0.0) -> torch.Tensor:
-    """(NUM_ZONES, 2) additive logit bias per zone and token type (audio, AU)."""
+               other: float = 0.0, au_in_other: float = 0.0) -> torch.Tensor:
+    """(NUM_ZONES, 2) additive logit bias per zone and token type (audio, AU). `au_in_other` is added to the
+    AU tokens of head-other Gaussians (hair, ears, neck: no facial AU moves them)."""
     b = torch.zeros(NUM_ZONES, 2)
     b[ZONE_AUDIO, TOKEN_AU] = au_in_mouth
     b[ZONE_MOUTH, TOKEN_AU] = au_in_mouth
     b[ZONE_EXPRESSION, TOKEN_AUDIO] = audio_in_upper
     b[ZONE_SYNERGY] = synergy
     b[ZONE_OTHER] = other
+    b[ZONE_OTHER, TOKEN_AU] += au_in_other
     return b
 
 

@@ -20,7 +20,7 @@ from emogs import __version__, config as cfgio
 from emogs.errors import InputError
 from emogs.io.atomic import atomic_path, read_json, write_json
 from emogs.model.head import TalkingHead
-from emogs.train.config import TrainConfig
+from emogs.train.config import TrainConfig, load_run_config
 
 RUN_FORMAT_VERSION = 1
 
@@ -80,7 +80,7 @@ def load_checkpoint(run_dir: str | Path, device: torch.device | str = "cpu"
     for f in ("last.safetensors", "last_optim.safetensors"):
         if _meta(ck / f).get("iteration") != str(state["iteration"]):
             raise InputError(f"{ck}: checkpoint files disagree on the iteration (interrupted write?)")
-    cfg = cfgio.load(TrainConfig, run_dir / "config.json")
+    cfg = load_run_config(run_dir / "config.json")
     model = TalkingHead.from_state_dict(cfg.model, load_file(str(ck / "last.safetensors"))).to(device)
     return cfg, model, load_file(str(ck / "last_optim.safetensors")), state
 
@@ -97,7 +97,7 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[T
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise InputError(f"{run_dir}: not a run folder (no config.json)")
-    cfg = cfgio.load(TrainConfig, run_dir / "config.json")
+    cfg = load_run_config(run_dir / "config.json")
     path = run_dir / "model.safetensors"
     if not path.is_file():
         path = run_dir / "checkpoints" / "last.safetensors"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from emogs.model.config import ModelConfig
 
@@ -143,3 +144,21 @@ def build_config(device: str = "auto", iters: int | None = None, variant: str | 
     if iters is not None and iters != cfg.iters:
         cfg = cfg.scaled(iters)
     return cfg
+
+
+# Model settings added after the first runs, with the value that reproduces those runs when a saved
+# config.json lacks them (new runs get the dataclass default).
+LEGACY_MODEL_DEFAULTS = {"au_basis_zones": "all", "bias_au_in_other": 0.0}
+
+
+def load_run_config(path: str | Path) -> TrainConfig:
+    """A run's saved config.json -> TrainConfig, filling settings newer than the run with the values it
+    was trained with (LEGACY_MODEL_DEFAULTS), not today's defaults."""
+    from emogs import config as cfgio
+    from emogs.io.atomic import read_json
+
+    d = read_json(path)
+    model = d.setdefault("model", {})
+    for k, v in LEGACY_MODEL_DEFAULTS.items():
+        model.setdefault(k, v)
+    return cfgio.from_dict(TrainConfig, d)

@@ -66,14 +66,17 @@ def install_cv2_decoders() -> None:
         import cv2
 
         path = Path(path)
-        vw = None
+        vw, n = None, 0
         for f in frames_it:
             if vw is None:
                 vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (f.shape[1], f.shape[0]))
             vw.write(np.ascontiguousarray(f[..., ::-1]))
-        vw.release()
+            n += 1
+        if vw is not None:
+            vw.release()
         if audio is not None:
             media.write_wav(path.with_name("test_audio.wav"), audio, sample_rate)
+        return n
     media.write_video = write_video
 
     def load_audio(path, sample_rate=16000, max_seconds=None):  # audio.wav: 16 kHz mono 16-bit PCM

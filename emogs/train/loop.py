@@ -20,7 +20,7 @@ from emogs.io.atomic import atomic_path, write_json
 from emogs.model.gaussians import View, init_head_gaussians
 from emogs.model.head import TalkingHead
 from emogs.train.checkpoint import has_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint, save_model
-from emogs.train.config import TrainConfig
+from emogs.train.config import TrainConfig, load_run_config
 from emogs.train.data import FrameBank
 from emogs.train.densify import DensifyStats, densify_and_prune
 from emogs.train.evaluate import evaluate_test
@@ -123,7 +123,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
     run_dir = Path(run_dir)
     resuming = resume and has_checkpoint(run_dir)
     if resuming:  # the run's own config wins (the schedule must not change mid-run)
-        cfg = cfgio.load(TrainConfig, run_dir / "config.json")
+        cfg = load_run_config(run_dir / "config.json")
     device = resolve_device(cfg.device)
     train_ds, test_ds = dataset if isinstance(dataset, tuple) else open_datasets(dataset, cfg)
     t0 = time.time()
