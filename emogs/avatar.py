@@ -73,7 +73,7 @@ class Avatar:
                  inference: str = "auto") -> None:
         import cv2
 
-        from emogs.model.infer import DeformEngine
+        from emogs.model.infer import PipelinedRenderer
 
         self.run_dir, self.cfg, self.model, self.info = run_dir, cfg, model, info
         self.train_w2c = train_w2c  # (N, 4, 4) training cameras
@@ -83,7 +83,7 @@ class Avatar:
         self.K = np.asarray(info["K"], np.float32).copy()  # (3, 3) at the training resolution ...
         self.K[:2] *= s  # ... scaled to the output size
         self.background = cv2.resize(background, (self.size, self.size), interpolation=cv2.INTER_AREA)  # (S, S, 3)
-        self.engine = DeformEngine(model, inference)  # CUDA-graph replay of the deformation on CUDA
+        self.renderer = PipelinedRenderer(model, inference)  # CUDA-graph replay of the deformation on CUDA
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
@@ -174,8 +174,6 @@ class Avatar:
                progress: Callable[[int, int], None] | None = None, clamp: bool = True) -> Iterator[np.ndarray]:
         """Yield uint8 (H, W, 3) frames for 16 kHz audio `wav` under `plan`, chunk by chunk. AUs are
         clamped to the training range unless `clamp` is False."""
-        from emogs.model.infer import render_with_engine
-
         F = plan.num_frames
         mc = self.model.cfg
         au = self.clamp_to_training(plan.au.astype(np.float32)) if clamp else plan.au.astype(np.float32)
@@ -189,13 +187,10 @@ class Avatar:
             ids = np.arange(s, min(F, s + chunk))
             aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window), device=dev)  # (C, R, D)
             auw = torch.as_tensor(au_windows(au, ids, mc.au_window), device=dev)  # (C, T, 17)
-            outs = []
-            for i in range(0, len(ids), batch):
-                j = slice(i, min(len(ids), i + batch))
-                b = j.stop - j.start
-                outs.append(render_with_engine(self.engine, w2c[ids[j]], K.expand(b, 3, 3), aud[j], auw[j], S, S,
-                                               bg.expand(b, -1, -1, -1), backend).cpu())
-            for fr in torch.cat(outs).numpy():
+            calls = ((w2c[ids[j]], K.expand(len(ids[j]), 3, 3), aud[j], auw[j], bg.expand(len(ids[j]), -1, -1, -1))
+                     for j in (slice(i, min(len(ids), i + batch)) for i in range(0, len(ids), batch)))
+            outs = list(self.renderer.run(calls, S, S, backend))  # uint8 (b, S, S, 3) on the device
+            for fr in torch.cat(outs).cpu().numpy():
                 yield fr
             if progress:
                 progress(int(ids[-1]) + 1, F)

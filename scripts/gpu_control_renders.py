@@ -56,7 +56,7 @@ def main() -> int:
                                 quiet=True)
             dt = time.time() - t0
             timing[n] = dict(name=n, frames=res.frames, seconds=dt, fps=res.frames / dt, device=a.device,
-                             inference=avatar.engine.mode)
+                             inference=avatar.renderer.mode)
             print(f"[control] {run.name} {n}: {res.frames} frames in {dt:.2f} s", flush=True)
         (out / "timing.json").write_text(json.dumps(timing, indent=1))
         (out / "test_audio.wav").unlink(missing_ok=True)  # written by the OpenCV writer shim

@@ -98,3 +98,66 @@ def render_with_engine(engine: DeformEngine, w2c: torch.Tensor, K: torch.Tensor,
     if background is not None:
         rgb = rgb + (1 - out.alpha) * background
     return (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+class PipelinedRenderer:
+    """Renders a stream of batches with the deformation of call t+1 running on a side CUDA stream while the
+    rasteriser of call t runs (gsplat waits on the host for its tile-intersection count, which otherwise
+    leaves the GPU idle while the host prepares the next network call). Two engines alternate (double
+    buffering): the graph outputs of one call are not overwritten before its rasterisation is done.
+    Output frames are identical to `render_with_engine` one call at a time; on the CPU it is that loop."""
+
+    def __init__(self, model: TalkingHead, mode: str = "auto", warn: Callable[[str], None] | None = None) -> None:
+        self.engines = [DeformEngine(model, mode, warn), DeformEngine(model, mode, warn)]
+        self.cuda = next(model.parameters()).is_cuda
+        if self.cuda:
+            self.side = torch.cuda.Stream()
+            self.ready = [torch.cuda.Event(), torch.cuda.Event()]
+            self.free = [torch.cuda.Event(), torch.cuda.Event()]
+            for e in self.free:
+                e.record()
+
+    @property
+    def mode(self) -> str:
+        return self.engines[0].mode
+
+    def _launch(self, slot: int, b: tuple) -> dict[str, torch.Tensor]:
+        w2c, _, audio, au_window = b[:4]
+        if not self.cuda:
+            return self.engines[slot](w2c, audio, au_window)
+        self.side.wait_stream(torch.cuda.current_stream())  # inputs uploaded on the main stream
+        with torch.cuda.stream(self.side):
+            self.side.wait_event(self.free[slot])  # the rasteriser is done with this slot's previous outputs
+            d = self.engines[slot](w2c, audio, au_window)
+            self.ready[slot].record(self.side)
+        return d
+
+    @torch.no_grad()
+    def run(self, batches, width: int, height: int, backend: str = "auto"):
+        """batches: iterable of (w2c (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K), background
+        (B,H,W,3) or None), all on the model's device -> yields uint8 (B, H, W, 3) device tensors in order."""
+        from emogs.render import rasterize
+
+        it = iter(batches)
+        nxt, slot = next(it, None), 0
+        pending = self._launch(slot, nxt) if nxt is not None else None
+        while nxt is not None:
+            cur, cur_slot, d = nxt, slot, pending
+            nxt, slot = next(it, None), slot ^ 1
+            if nxt is not None:
+                pending = self._launch(slot, nxt)  # the next call's network, overlapping this rasterisation
+            w2c, K, _, _, bg = cur
+            if self.cuda:
+                main = torch.cuda.current_stream()
+                main.wait_event(self.ready[cur_slot])
+                for v in d.values():  # eager outputs come from the side stream's memory pool
+                    v.record_stream(main)
+            out = rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], w2c, K, width,
+                            height, backend=backend)
+            rgb = out.colors[..., :3]  # (B, H, W, 3) premultiplied
+            if bg is not None:
+                rgb = rgb + (1 - out.alpha) * bg
+            frames = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+            if self.cuda:
+                self.free[cur_slot].record()
+            yield frames
