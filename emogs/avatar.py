@@ -84,6 +84,10 @@ class Avatar:
         self.K[:2] *= s  # ... scaled to the output size
         self.background = cv2.resize(background, (self.size, self.size), interpolation=cv2.INTER_AREA)  # (S, S, 3)
         self.renderer = PipelinedRenderer(model, inference)  # CUDA-graph replay of the deformation on CUDA
+        from emogs.model.speech_aus import FILE, SpeechAUs
+
+        sp = run_dir / FILE  # speech-driven lower-face AUs (runs trained before it have none)
+        self.speech = SpeechAUs.load(sp) if sp.is_file() else None
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
@@ -170,14 +174,28 @@ class Avatar:
                      "--allow-extrapolation to try anyway)")
         return out
 
+    def effective_au(self, plan, rows: np.ndarray, rows_per_frame: int, speech_aus: bool = True) -> np.ndarray:
+        """(F, 17) the AUs the model is driven with: the plan's, plus the speech AUs' predicted deviation
+        from the audio feature rows where the user did not set them."""
+        au = plan.au.astype(np.float32)
+        if not speech_aus or self.speech is None:
+            return au
+        from emogs.model.speech_aus import window_features
+
+        feats = window_features(rows, rows_per_frame, np.arange(plan.num_frames), self.model.cfg.audio_window)
+        return self.speech.apply(au, plan.mask, feats)
+
     def frames(self, wav: np.ndarray, plan, batch: int = 8, chunk: int = 256,
-               progress: Callable[[int, int], None] | None = None, clamp: bool = True) -> Iterator[np.ndarray]:
+               progress: Callable[[int, int], None] | None = None, clamp: bool = True,
+               speech_aus: bool = True) -> Iterator[np.ndarray]:
         """Yield uint8 (H, W, 3) frames for 16 kHz audio `wav` under `plan`, chunk by chunk. AUs are
-        clamped to the training range unless `clamp` is False."""
+        clamped to the training range unless `clamp` is False. With `speech_aus` (and a run that has
+        them) the speech AUs the user did not set follow the audio (emogs.model.speech_aus)."""
         F = plan.num_frames
         mc = self.model.cfg
-        au = self.clamp_to_training(plan.au.astype(np.float32)) if clamp else plan.au.astype(np.float32)
         rows, rpf = audio_feature_rows(wav, mc.audio_feature)
+        au = self.effective_au(plan, rows, rpf, speech_aus)
+        au = self.clamp_to_training(au) if clamp else au
         dev, S = self.device, self.size
         w2c = torch.as_tensor(plan.resolve_pose(self.train_w2c).world_to_cam, dtype=torch.float32, device=dev)
         K = torch.as_tensor(self.K, device=dev)
@@ -200,7 +218,7 @@ class Avatar:
                au_from: str | Path | None = None, pose: str = "training", pose_from: str | Path | None = None,
                base: str = "default", blinks: bool = True, blink_seed: int = 0, allow_silent: bool = False,
                side_by_side: bool = False, plan=None, batch: int = 8, quiet: bool = False,
-               allow_extrapolation: bool = False
+               allow_extrapolation: bool = False, speech_aus: bool = True
                ) -> np.ndarray | RenderResult:
         """Render speech with controls. `audio`: a file (any format FFmpeg reads, a video's audio track
         too) or 16 kHz mono float32 samples. Returns frames (F, H, W, 3) uint8 when `out` is None, else
@@ -232,7 +250,8 @@ class Avatar:
             el = time.time() - t0
             log(f"[render] {done}/{total} frames ({done / max(el, 1e-9):.1f} fps)")
 
-        gen = self.frames(wav, plan, batch=batch, progress=progress, clamp=not allow_extrapolation)
+        gen = self.frames(wav, plan, batch=batch, progress=progress, clamp=not allow_extrapolation,
+                          speech_aus=speech_aus)
         if out is None:
             return np.stack(list(gen))
         out = Path(out)

@@ -83,6 +83,8 @@ def _args_render(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=None, help="output size in pixels (default: the run's resolution)")
     p.add_argument("--allow-extrapolation", action="store_true",
                    help="do not clamp AUs to the range the training clip shows (the face may break)")
+    p.add_argument("--no-speech-aus", action="store_true",
+                   help="hold the speech AUs (AU17/20/23/25/26) at the plan's values instead of following the audio")
     p.add_argument("--inference", default="auto", choices=["auto", "eager", "graph", "graph-bf16"],
                    help="deformation on CUDA: CUDA-graph replay (auto = graph on CUDA, eager on CPU)")
     add_control_args(p)
@@ -97,7 +99,7 @@ def _run_render(a: argparse.Namespace) -> None:
     wav = load_audio(a.audio, 16000)
     plan = controls_from_args(a, frames_for_audio(len(wav)), fps=25, default_au=av.default_au)
     av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch,
-              allow_extrapolation=a.allow_extrapolation)
+              allow_extrapolation=a.allow_extrapolation, speech_aus=not a.no_speech_aus)
 
 
 # --- train -----------------------------------------------------------------------------------------

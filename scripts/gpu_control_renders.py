@@ -22,6 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    if len(sys.argv) == 3 and sys.argv[1] == "--features":  # here: precompute Whisper rows for the GPU side
+        import numpy as np
+
+        from emogs.avatar import audio_feature_rows
+        from emogs.io.media import read_wav
+
+        wav_path = Path(sys.argv[2])
+        rows, _ = audio_feature_rows(read_wav(wav_path), "whisper")
+        np.save(wav_path.with_suffix(".whisper.npy"), rows)
+        print(f"wrote {wav_path.with_suffix('.whisper.npy')} {rows.shape}")
+        return 0
     ap.add_argument("runs", type=Path, nargs="+")
     ap.add_argument("--audio", type=Path, required=True, help="16 kHz mono 16-bit WAV")
     ap.add_argument("--out", type=Path, required=True)
@@ -42,6 +53,14 @@ def main() -> int:
     from emogs.io.media import read_wav
 
     wav = read_wav(a.audio)
+    pre = a.audio.with_suffix(".whisper.npy")
+    if pre.is_file():  # precomputed Whisper rows for this audio (see the docstring)
+        import numpy as np
+
+        import emogs.avatar as avmod
+
+        real, rows = avmod.audio_feature_rows, np.load(pre)
+        avmod.audio_feature_rows = lambda w, kind: (rows, 2) if kind == "whisper" else real(w, kind)
     names = a.conditions.split(",") if a.conditions else [n for n, _ in CONDITIONS]
     controls = dict(CONDITIONS)
     for run in a.runs:

@@ -79,7 +79,7 @@ for name in "${names[@]}"; do
   r="/tmp/runs/$name"; [ -d "$r" ] || continue
   mv "$OUT/logs/train_$name.log" "$r/train.log"; [ -f "$OUT/logs/fps_$name.log" ] && mv "$OUT/logs/fps_$name.log" "$r/fps.log"
   files=()
-  for f in model.safetensors config.json dataset.json background.png train_cameras.npz metrics.json gpu_report.json \
+  for f in model.safetensors speech_aus.safetensors config.json dataset.json background.png train_cameras.npz metrics.json gpu_report.json \
            train_log.jsonl train.log fps.log render_benchmark.json test_render.mp4 test_audio.wav; do
     [ -f "$r/$f" ] && files+=("$name/$f")
   done

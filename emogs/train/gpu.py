@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
         previews = sorted((a.run / "previews").glob("*.png"))
-        for f in [a.run / n for n in ("model.safetensors", "config.json", "metrics.json", "gpu_report.json",
+        for f in [a.run / n for n in ("model.safetensors", "speech_aus.safetensors", "config.json", "metrics.json", "gpu_report.json",
                                       "test_render.mp4", "test_audio.wav", "train_log.jsonl", "dataset.json")] + previews[-1:]:
             if f.is_file() and f.stat().st_size < 16 * 2 ** 20:
                 shutil.copy(f, a.out / f.name)

@@ -246,6 +246,13 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
     model.eval()
     save_model(run_dir, model)
     _save_ply(run_dir / "gaussians.ply", model, log)
+    if not isinstance(dataset, tuple):  # speech-driven lower-face AUs for rendering new audio
+        from emogs.model import speech_aus
+
+        sp = speech_aus.fit(dataset, cfg.model.audio_feature, cfg.model.audio_window)
+        sp.save(run_dir / speech_aus.FILE)
+        log(f"[train] speech AUs: {', '.join(sp.info['driven']) or 'none'} follow the audio "
+            f"(out-of-fold r {sp.info['oof_r']})")
     if test_bank is not None:
         audio = _test_audio(test_ds, test_bank)
         summary["metrics"] = evaluate_test(model, test_bank, run_dir, cfg, audio, log)

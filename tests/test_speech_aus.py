@@ -1,0 +1,59 @@
+"""Speech-driven lower-face AUs (emogs.model.speech_aus): fit, gating by the user's mask, file round trip."""
+from __future__ import annotations
+
+import numpy as np
+
+from emogs.face.aus import AU_NAMES
+from emogs.model.speech_aus import SPEECH_AUS, SpeechAUs, fit_arrays, window_features
+
+I25, I26, I17 = AU_NAMES.index("AU25"), AU_NAMES.index("AU26"), AU_NAMES.index("AU17")
+
+
+def _data(n: int = 600, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(4 * n, 10)).astype(np.float32)  # 4 rows per frame, 10-d features
+    feats = window_features(rows, 4, np.arange(n), 2)  # (n, 40)
+    aus = np.full((n, 17), 0.2, np.float32)
+    drive = feats[:, 17] - feats[:, 23]  # a linear function of the audio window
+    aus[:, I25] = 0.3 + 0.05 * drive + 0.01 * rng.normal(size=n)
+    aus[:, I26] = 0.2 + 0.04 * drive + 0.01 * rng.normal(size=n)
+    aus[:, I17] = 0.3 + 0.05 * rng.normal(size=n)  # unrelated to the audio
+    return feats, aus
+
+
+def test_fit_drives_the_aus_the_audio_explains_and_only_those():
+    feats, aus = _data()
+    s = fit_arrays(feats[:500], aus[:500])
+    driven = [AU_NAMES[k] for k in s.au_index]
+    assert "AU25" in driven and "AU26" in driven
+    assert "AU17" not in driven
+    assert s.info["oof_r"]["AU25"] > 0.8 and s.info["oof_r"]["AU17"] < 0.3
+    dev = s.predict_deviation(feats[500:])  # held-out frames
+    j = list(s.au_index).index(I25)
+    assert np.corrcoef(dev[:, j], aus[500:, I25])[0, 1] > 0.8
+
+
+def test_apply_adds_speech_only_where_the_user_did_not_set_the_au(tmp_path):
+    feats, aus = _data()
+    s = fit_arrays(feats[:500], aus[:500])
+    plan = np.full((100, 17), 0.3, np.float32)
+    mask = np.zeros((100, 17), np.float32)
+    mask[50:, I25] = 1.0  # the user set AU25 on the second half
+    out = s.apply(plan, mask, feats[500:])
+    assert out[:50, I25].std() > 0.01  # follows the audio where free
+    assert np.array_equal(out[50:, I25], plan[50:, I25])  # the user's value where set
+    other = [k for k in range(17) if k not in s.au_index]
+    assert np.array_equal(out[:, other], plan[:, other])
+    assert out.min() >= 0 and out.max() <= 1
+    s.save(tmp_path / "s.safetensors")
+    back = SpeechAUs.load(tmp_path / "s.safetensors")
+    assert np.array_equal(back.au_index, s.au_index) and back.info == s.info
+    assert np.allclose(back.apply(plan, mask, feats[500:]), out)
+
+
+def test_window_features_are_loudness_invariant():
+    rows = np.random.default_rng(1).normal(size=(40, 8)).astype(np.float32)
+    a = window_features(rows, 4, np.arange(10), 2)
+    b = window_features(rows + 3.0, 4, np.arange(10), 2)  # a log-mel level shift (louder audio)
+    assert np.allclose(a, b, atol=1e-4)
+    assert set(SPEECH_AUS) <= set(AU_NAMES)
