@@ -30,6 +30,25 @@ def dir_size(p: Path) -> dict[str, int]:
     return out
 
 
+def frames_psnr(video: Path, out: Path) -> float:
+    """PSNR (dB, over all pixels of all frames, RGB) of frames.mp4 against the crop it encodes."""
+    import numpy as np
+
+    from emogs.data.crop import CropBox, crop_frames
+    from emogs.io.atomic import read_json
+    from emogs.io.media import read_frames
+
+    m = read_json(out / "manifest.json")
+    c = m["crop"]
+    src = crop_frames(video, CropBox(c["x0"], c["y0"], c["side"]), m["size"], m["num_frames"])
+    se, count = 0.0, 0
+    for a, b in zip(src, read_frames(out / "frames.mp4")):
+        d = a.astype(np.float32) - b
+        se += float(np.square(d).sum())
+        count += d.size
+    return float(10 * np.log10(255.0 ** 2 / (se / count)))
+
+
 def bench_clip(video: Path, out: Path) -> dict:
     from emogs.data.prepare import PrepareConfig, prepare
     from emogs.io.atomic import read_json
@@ -40,18 +59,24 @@ def bench_clip(video: Path, out: Path) -> dict:
     m = read_json(out / "manifest.json")
     state = read_json(out / ".prepare" / "state.json")["stages"]
     return {"name": video.stem, "duration": m["num_frames"] / 25, "total": total, "stages": m["stages"],
-            "features": state["features"], "sizes": dir_size(out), "masks": m["masks"]}
+            "background": {k for k, v in state.items() if v.get("background")},
+            "features": state["features"], "sizes": dir_size(out), "masks": m["masks"],
+            "psnr": frames_psnr(video, out), "x264": state["frames"].get("x264", {})}
 
 
 def table(results: list[dict], note: str) -> str:
-    stages = list(results[0]["stages"])
+    from emogs.data.prepare import STAGES
+
+    stages = [s for s in STAGES if s in results[0]["stages"]]
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on this 2-core CPU machine ({os.cpu_count()} cores visible); {note}", "",
              "| stage | " + " | ".join(f"{r['name']} ({r['duration']:.1f} s)" for r in results) + " |",
              "|---|" + "---|" * len(results)]
     for s in stages:
-        lines.append(f"| {s} | " + " | ".join(f"{r['stages'][s]:.1f} s" for r in results) + " |")
-    lines.append("| (features ran in a background thread, overlapping frames/masks) | " + " | ".join("" for r in results) + " |")
-    lines.append("| of which Whisper | " + " | ".join(f"{r['features'].get('whisper_seconds', 0):.1f} s" for r in results) + " |")
+        bg = " (background)" if s in results[0]["background"] else ""
+        lines.append(f"| {s}{bg} | " + " | ".join(f"{r['stages'][s]:.1f} s" for r in results) + " |")
+    lines.append("| (background stages run in worker threads beside frames; their times overlap it) | "
+                 + " | ".join("" for r in results) + " |")
+    lines.append("| features: of which Whisper | " + " | ".join(f"{r['features'].get('whisper_seconds', 0):.1f} s" for r in results) + " |")
     lines.append("| **total (incl. probe, hash)** | " + " | ".join(f"**{r['total']:.1f} s** ({r['duration'] / r['total']:.2f}x real time)" for r in results) + " |")
     lines += ["", "Dataset sizes:", "", "| file | " + " | ".join(r["name"] for r in results) + " |", "|---|" + "---|" * len(results)]
     files = sorted({k for r in results for k in r["sizes"]})
@@ -61,6 +86,9 @@ def table(results: list[dict], note: str) -> str:
                                                f"({sum(r['sizes'].values()) / 1e6 / r['duration'] * 60:.1f} MB per 60 s)" for r in results) + " |")
     lines += ["", "Masks: " + "; ".join(f"{r['name']}: static camera {r['masks']['static_camera']}, "
                                           f"person area {r['masks']['person_area_mean']:.2f}" for r in results)]
+    lines += ["", "frames.mp4 against the crop it encodes (RGB PSNR over all frames): " + "; ".join(
+        f"{r['name']}: {r['psnr']:.2f} dB" for r in results)
+        + (f" (libx264 preset {results[0]['x264'].get('preset')}, CRF {results[0]['x264'].get('crf')})" if results[0]["x264"] else "")]
     return "\n".join(lines)
 
 

@@ -9,6 +9,8 @@ padded), then resized to S x S. All per-frame geometry moves into crop pixels:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Collection, Iterator
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -37,6 +39,31 @@ def choose_crop(landmarks: np.ndarray, width: int, height: int, face_scale: floa
     x0 = int(round(np.clip(cx - side / 2, 0, width - side)))
     y0 = int(round(np.clip(cy - side / 2, 0, height - side)))
     return CropBox(x0, y0, side)
+
+
+def crop_frames(video: Path, box: CropBox, size: int, num_frames: int, fps: float = 25,
+                max_seconds: float | None = None, keep: Collection[int] | None = None) -> Iterator[np.ndarray | None]:
+    """The dataset's frames: decode `video` at `fps`, crop `box`, resize to `size` (INTER_AREA when
+    shrinking, bicubic when enlarging). Yields `num_frames` (S, S, 3) u8 RGB crops; with `keep`, frames
+    whose index is not in it are decoded but neither converted nor cropped (None is yielded for them).
+    Raises RuntimeError when the video ends early (the tracking pass saw `num_frames`)."""
+    import cv2
+
+    from emogs.io.media import read_frames
+
+    interp = cv2.INTER_AREA if box.side >= size else cv2.INTER_CUBIC
+    x0, y0, side = box.x0, box.y0, box.side
+    i = -1
+    for i, frame in enumerate(read_frames(video, fps=fps, max_seconds=max_seconds, raw=True)):
+        if i >= num_frames:
+            return
+        if keep is not None and i not in keep:
+            yield None
+            continue
+        rgb = frame.to_ndarray(format="rgb24")
+        yield cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (size, size), interpolation=interp)
+    if i + 1 < num_frames:
+        raise RuntimeError(f"{video}: decoded {i + 1} frames, tracking saw {num_frames}")
 
 
 def landmarks_to_crop(landmarks: np.ndarray, box: CropBox, size: int) -> np.ndarray:

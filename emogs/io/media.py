@@ -64,11 +64,13 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int] | None = None,
-                max_seconds: float | None = None) -> Iterator[np.ndarray]:
+                max_seconds: float | None = None, raw: bool = False) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames (H, W, 3), optionally resampled to `fps` and resized to `size` = (width, height).
 
     Resampling picks, for output time k/fps, the source frame shown at that time (the frame with the
     largest timestamp <= k/fps), like FFmpeg's fps filter: frames are duplicated or dropped, never blended.
+    `raw=True` yields the decoded `av.VideoFrame`s instead (same selection, `size` ignored), so a caller
+    that needs only some frames skips the RGB conversion of the others.
     """
     with _open(path) as c:
         if not c.streams.video:
@@ -78,6 +80,10 @@ def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int
         src_step = float(1 / (stream.average_rate or stream.guessed_rate or 25))
         w, h = size if size else (None, None)
         limit = math.inf if max_seconds is None else max_seconds
+
+        def conv(frame):
+            return frame if raw else frame.to_ndarray(format="rgb24", width=w, height=h)
+
         k = 0  # next output frame index
         prev = None  # (time, frame) of the last decoded source frame
         t0 = None
@@ -90,17 +96,17 @@ def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int
                 if t >= limit:
                     break
                 if fps is None:
-                    yield frame.to_ndarray(format="rgb24", width=w, height=h)
+                    yield conv(frame)
                     continue
                 if prev is not None:
                     while k / fps < t - 1e-6 and k / fps < limit:
-                        yield prev[1].to_ndarray(format="rgb24", width=w, height=h)
+                        yield conv(prev[1])
                         k += 1
                 prev = (t, frame)
             if fps is not None and prev is not None:
                 end = min(prev[0] + src_step, limit)
                 while k / fps < end - 1e-6:
-                    yield prev[1].to_ndarray(format="rgb24", width=w, height=h)
+                    yield conv(prev[1])
                     k += 1
         except InputError:
             raise
@@ -157,9 +163,10 @@ def read_wav(path: str | Path) -> np.ndarray:
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25,
                 audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 18,
-                pix_fmt: str = "yuv420p", codec: str = "libx264") -> int:
+                pix_fmt: str = "yuv420p", codec: str = "libx264", preset: str = "medium") -> int:
     """Encode RGB uint8 frames to MP4 (H.264, browser-playable with yuv420p), muxing mono float `audio`
-    as AAC when given. Returns the number of frames written. Atomic: temp file then rename."""
+    as AAC when given. `crf` and `preset` are libx264's. Returns the number of frames written. Atomic:
+    temp file then rename."""
     import av
 
     path = Path(path)
@@ -169,7 +176,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25,
             vs = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
             vs.pix_fmt = pix_fmt
             if codec == "libx264":
-                vs.options = {"crf": str(crf), "preset": "medium"}
+                vs.options = {"crf": str(crf), "preset": preset}
             a_s = None
             if audio is not None:
                 a_s = c.add_stream("aac", rate=sample_rate)
