@@ -57,3 +57,24 @@ def test_window_features_are_loudness_invariant():
     b = window_features(rows + 3.0, 4, np.arange(10), 2)  # a log-mel level shift (louder audio)
     assert np.allclose(a, b, atol=1e-4)
     assert set(SPEECH_AUS) <= set(AU_NAMES)
+
+
+def test_training_writes_speech_aus_and_the_avatar_applies_them(tiny_run):
+    from emogs.avatar import Avatar, audio_feature_rows
+    from emogs.io.media import read_wav
+
+    assert (tiny_run / "speech_aus.safetensors").is_file()
+    av = Avatar.load(tiny_run, device="cpu")
+    assert av.speech is not None
+    wav = read_wav(tiny_run / "test_audio.wav") if (tiny_run / "test_audio.wav").is_file() else None
+    if wav is None:
+        wav = np.random.default_rng(0).normal(scale=0.1, size=32000).astype(np.float32)
+    F = len(wav) * 25 // 16000
+    plan = av.plan(F, au="AU25=0.9@0.5-1.0", blinks=False)
+    rows, rpf = audio_feature_rows(wav, av.model.cfg.audio_feature)
+    assert np.array_equal(av.effective_au(plan, rows, rpf, speech_aus=False), plan.au)
+    eff = av.effective_au(plan, rows, rpf)
+    free = [k for k in range(17) if k not in av.speech.au_index]
+    assert np.array_equal(eff[:, free], plan.au[:, free])
+    set_ = plan.mask[:, I25] == 1
+    assert np.array_equal(eff[set_, I25], plan.au[set_, I25])  # the user's AU25 wins where fully set
