@@ -43,10 +43,9 @@ def audio_feature_rows(wav: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
 
 def audio_windows(rows: np.ndarray, rows_per_frame: int, frames: np.ndarray, half: int) -> np.ndarray:
     """(R, D) rows -> (len(frames), 2*half, D) windows centred on each frame (as the training loader)."""
-    from emogs.data.dataset import window
+    from emogs.data.dataset import feature_windows
 
-    idx = np.stack([window(len(rows), 2 * rows_per_frame * int(f) + rows_per_frame, half) for f in frames])
-    return rows[idx]
+    return feature_windows(rows, rows_per_frame, frames, half)
 
 
 def au_windows(au: np.ndarray, frames: np.ndarray, T: int) -> np.ndarray:
@@ -180,10 +179,8 @@ class Avatar:
         au = plan.au.astype(np.float32)
         if not speech_aus or self.speech is None:
             return au
-        from emogs.model.speech_aus import window_features
-
-        feats = window_features(rows, rows_per_frame, np.arange(plan.num_frames), self.model.cfg.audio_window)
-        return self.speech.apply(au, plan.mask, feats)
+        dev = self.speech.deviation_from_rows(rows, rows_per_frame, plan.num_frames, self.model.cfg.audio_window)
+        return self.speech.add_deviation(au, plan.mask, dev)
 
     def frames(self, wav: np.ndarray, plan, batch: int = 8, chunk: int = 256,
                progress: Callable[[int, int], None] | None = None, clamp: bool = True,

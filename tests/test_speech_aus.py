@@ -78,3 +78,11 @@ def test_training_writes_speech_aus_and_the_avatar_applies_them(tiny_run):
     assert np.array_equal(eff[:, free], plan.au[:, free])
     set_ = plan.mask[:, I25] == 1
     assert np.array_equal(eff[set_, I25], plan.au[set_, I25])  # the user's AU25 wins where fully set
+
+
+def test_chunked_prediction_from_rows_matches_one_pass():
+    feats, aus = _data()
+    s = fit_arrays(feats[:500], aus[:500])
+    rows = np.random.default_rng(0).normal(size=(4 * 600, 10)).astype(np.float32)
+    one = s.predict_deviation(window_features(rows, 4, np.arange(600), 2))
+    assert np.allclose(s.deviation_from_rows(rows, 4, 600, 2, chunk=64), one, atol=1e-5)

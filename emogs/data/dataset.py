@@ -109,6 +109,13 @@ def window(n: int, centre2: int, half: int) -> np.ndarray:
     return np.clip(np.arange(start, start + 2 * half), 0, n - 1)
 
 
+def feature_windows(rows: np.ndarray, rows_per_frame: int, frames: np.ndarray, half: int) -> np.ndarray:
+    """(R, D) feature rows -> (len(frames), 2*half, D) windows centred on each frame's centre time (what
+    the model sees per frame; `TalkingHeadDataset.audio_rows` for one frame). Gathers only those rows."""
+    idx = np.stack([window(len(rows), 2 * rows_per_frame * int(f) + rows_per_frame, half) for f in frames])
+    return rows[idx]
+
+
 class TalkingHeadDataset:
     """Frames of one split with everything training needs per frame (see module docstring).
 
@@ -158,9 +165,7 @@ class TalkingHeadDataset:
 
     def audio_rows(self, frame: int) -> np.ndarray:
         """(2*audio_window, D) f32 feature rows centred on frame `frame` (edge rows repeated)."""
-        r = self.rows_per_frame
-        idx = window(len(self.audio), 2 * r * frame + r, self.audio_window)
-        return np.asarray(self.audio[idx], np.float32)
+        return np.asarray(feature_windows(self.audio, self.rows_per_frame, [frame], self.audio_window)[0], np.float32)
 
     def au_rows(self, frame: int) -> np.ndarray:
         """(au_window, 17) AUs of the frames around `frame`, edge-padded."""

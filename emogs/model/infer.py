@@ -83,21 +83,27 @@ class DeformEngine:
         return outs
 
 
-@torch.no_grad()
-def render_with_engine(engine: DeformEngine, w2c: torch.Tensor, K: torch.Tensor, audio: torch.Tensor,
-                       au_window: torch.Tensor, width: int, height: int, background: torch.Tensor | None,
-                       backend: str = "auto") -> torch.Tensor:
-    """One batch through the engine, the rasteriser and compositing -> uint8 (B, H, W, 3) on the device.
-    w2c (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K), background (B,H,W,3) or None."""
+def composite_u8(d: dict[str, torch.Tensor], w2c: torch.Tensor, K: torch.Tensor, width: int, height: int,
+                 background: torch.Tensor | None, backend: str = "auto") -> torch.Tensor:
+    """Deformed Gaussians (`DeformEngine` output) -> rasterised, composited over `background` (B,H,W,3) or
+    black -> uint8 (B, H, W, 3) on the device."""
     from emogs.render import rasterize
 
-    d = engine(w2c, audio, au_window)
     out = rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], w2c, K, width, height,
                     backend=backend)
     rgb = out.colors[..., :3]  # (B, H, W, 3) premultiplied
     if background is not None:
         rgb = rgb + (1 - out.alpha) * background
     return (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@torch.no_grad()
+def render_with_engine(engine: DeformEngine, w2c: torch.Tensor, K: torch.Tensor, audio: torch.Tensor,
+                       au_window: torch.Tensor, width: int, height: int, background: torch.Tensor | None,
+                       backend: str = "auto") -> torch.Tensor:
+    """One batch through the engine, the rasteriser and compositing -> uint8 (B, H, W, 3) on the device.
+    w2c (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K), background (B,H,W,3) or None."""
+    return composite_u8(engine(w2c, audio, au_window), w2c, K, width, height, background, backend)
 
 
 class PipelinedRenderer:
@@ -136,8 +142,6 @@ class PipelinedRenderer:
     def run(self, batches, width: int, height: int, backend: str = "auto"):
         """batches: iterable of (w2c (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K), background
         (B,H,W,3) or None), all on the model's device -> yields uint8 (B, H, W, 3) device tensors in order."""
-        from emogs.render import rasterize
-
         it = iter(batches)
         nxt, slot = next(it, None), 0
         pending = self._launch(slot, nxt) if nxt is not None else None
@@ -152,12 +156,7 @@ class PipelinedRenderer:
                 main.wait_event(self.ready[cur_slot])
                 for v in d.values():  # eager outputs come from the side stream's memory pool
                     v.record_stream(main)
-            out = rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], w2c, K, width,
-                            height, backend=backend)
-            rgb = out.colors[..., :3]  # (B, H, W, 3) premultiplied
-            if bg is not None:
-                rgb = rgb + (1 - out.alpha) * bg
-            frames = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+            frames = composite_u8(d, w2c, K, width, height, bg, backend)
             if self.cuda:
                 self.free[cur_slot].record()
             yield frames

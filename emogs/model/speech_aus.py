@@ -36,10 +36,10 @@ def _rows_norm(x: np.ndarray) -> np.ndarray:
 
 def window_features(rows: np.ndarray, rows_per_frame: int, frames: np.ndarray, half: int) -> np.ndarray:
     """(R, D) feature rows -> (len(frames), 2*half*D) flattened, row-normalised windows (as the model sees)."""
-    from emogs.data.dataset import window
+    from emogs.data.dataset import feature_windows
 
-    idx = np.stack([window(len(rows), 2 * rows_per_frame * int(f) + rows_per_frame, half) for f in frames])
-    return _rows_norm(np.asarray(rows, np.float32)[idx]).reshape(len(frames), -1)
+    w = feature_windows(rows, rows_per_frame, frames, half).astype(np.float32)  # (F, 2*half, D)
+    return _rows_norm(w).reshape(len(frames), -1)
 
 
 def _ridge(X: np.ndarray, Y: np.ndarray, alpha: float) -> np.ndarray:
@@ -68,16 +68,28 @@ class SpeechAUs:
         """(F, P) window features -> (F, k) predicted AU deviation from the training mean."""
         return ((feats - self.mean_x) / self.std_x) @ self.weight
 
-    def apply(self, au: np.ndarray, mask: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        """(F, 17) planned AUs, (F, 17) user share, (F, P) features -> (F, 17): speech deviation added where
-        the user did not set the AU, clipped to [0, 1]."""
+    def deviation_from_rows(self, rows: np.ndarray, rows_per_frame: int, num_frames: int, half: int,
+                            chunk: int = 1024) -> np.ndarray:
+        """(R, D) audio feature rows -> (num_frames, k) predicted deviation, `chunk` frames at a time (the
+        flattened windows of a long clip would not fit in memory at once)."""
+        out = np.zeros((num_frames, len(self.au_index)), np.float32)
+        for s in range(0, num_frames, chunk):
+            ids = np.arange(s, min(num_frames, s + chunk))
+            out[ids] = self.predict_deviation(window_features(rows, rows_per_frame, ids, half))
+        return out
+
+    def add_deviation(self, au: np.ndarray, mask: np.ndarray, dev: np.ndarray) -> np.ndarray:
+        """(F, 17) planned AUs, (F, 17) user share, (F, k) speech deviation -> (F, 17): the deviation added
+        where the user did not set the AU, clipped to [0, 1]."""
         out = au.astype(np.float32).copy()
-        if len(self.au_index) == 0:
-            return out
-        dev = self.predict_deviation(feats)  # (F, k)
         k = self.au_index
         out[:, k] = np.clip(out[:, k] + (1 - mask[:, k]) * dev, 0, 1)
         return out
+
+    def apply(self, au: np.ndarray, mask: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        """(F, 17) planned AUs, (F, 17) user share, (F, P) window features -> `add_deviation` of their
+        prediction."""
+        return self.add_deviation(au, mask, self.predict_deviation(feats))
 
     def save(self, path: str | Path) -> None:
         from safetensors.numpy import save_file
