@@ -86,7 +86,11 @@ class Avatar:
         from emogs.model.speech_aus import FILE, SpeechAUs
 
         sp = run_dir / FILE  # speech-driven lower-face AUs (runs trained before it have none)
-        self.speech = SpeechAUs.load(sp) if sp.is_file() else None
+        try:
+            self.speech = SpeechAUs.load(sp) if sp.is_file() else None
+        except Exception as e:  # noqa: BLE001 - a damaged file: say which, and how to get a good one
+            raise InputError(f"{sp}: unreadable ({type(e).__name__}); delete it to render without speech AUs, "
+                             "or refit: python -m emogs.model.speech_aus RUN DATASET") from None
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod

@@ -86,3 +86,18 @@ def test_chunked_prediction_from_rows_matches_one_pass():
     rows = np.random.default_rng(0).normal(size=(4 * 600, 10)).astype(np.float32)
     one = s.predict_deviation(window_features(rows, 4, np.arange(600), 2))
     assert np.allclose(s.deviation_from_rows(rows, 4, 600, 2, chunk=64), one, atol=1e-5)
+
+
+def test_a_damaged_speech_aus_file_is_a_clear_error(tiny_run, tmp_path):
+    import shutil
+
+    import pytest
+
+    from emogs.avatar import Avatar
+    from emogs.errors import InputError
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "speech_aus.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="speech_aus.safetensors: unreadable"):
+        Avatar.load(run, device="cpu")
