@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 DATASET_FORMAT_VERSION = 1
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2  # emogs.run reads 1 and 2
 
 __all__ = ["__version__", "DATASET_FORMAT_VERSION", "RUN_FORMAT_VERSION", "Avatar"]
 

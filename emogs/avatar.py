@@ -20,39 +20,34 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from emogs.constants import FPS, SAMPLE_RATE
 from emogs.errors import InputError
 
-FPS = 25.0
-SAMPLE_RATE = 16000
 SILENCE_PEAK = 1e-3  # peak |amplitude| below which the audio counts as silent (-60 dBFS)
 CLAMP_MARGIN = 0.1  # requested AUs may exceed the training range by this much
 
 
-def audio_feature_rows(wav: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
-    """16 kHz mono audio -> (feature rows (R, D) f32, rows per video frame)."""
-    if kind == "mel":
-        from emogs.audio.features import log_mel
-
-        return np.asarray(log_mel(wav), np.float32), 4
-    if kind == "whisper":
-        from emogs.audio.whisper import whisper_features
-
-        return np.asarray(whisper_features(wav), np.float32), 2
-    raise InputError(f"unknown audio feature kind '{kind}'")
+def clamp_to_range(au: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float = CLAMP_MARGIN) -> np.ndarray:
+    """(F, 17) AUs clipped to [lo - margin, hi + margin] per AU (and to [0, 1])."""
+    return np.clip(au, np.clip(lo - margin, 0, 1), np.clip(hi + margin, 0, 1))
 
 
-def audio_windows(rows: np.ndarray, rows_per_frame: int, frames: np.ndarray, half: int) -> np.ndarray:
-    """(R, D) rows -> (len(frames), 2*half, D) windows centred on each frame (as the training loader)."""
-    from emogs.data.dataset import feature_windows
+def speech_driven_aus(plan, rows: np.ndarray, rows_per_frame: int, speech, half: int) -> np.ndarray:
+    """(F, 17) the plan's AUs plus the speech AUs' predicted deviation (from the audio feature rows) where the
+    user did not set them; the plan's AUs when `speech` (emogs.model.speech_aus.SpeechAUs) is None."""
+    au = plan.au.astype(np.float32)
+    if speech is None:
+        return au
+    from emogs.data.windows import feature_windows
 
-    return feature_windows(rows, rows_per_frame, frames, half)
+    dev = speech.deviation(lambda ids: feature_windows(rows, rows_per_frame, ids, half), plan.num_frames)
+    return speech.add_deviation(au, plan.mask, dev)
 
 
-def au_windows(au: np.ndarray, frames: np.ndarray, T: int) -> np.ndarray:
-    """(F, 17) tracks -> (len(frames), T, 17) centred windows, edge-padded."""
-    h = T // 2
-    idx = np.clip(frames[:, None] - h + np.arange(T)[None, :], 0, len(au) - 1)
-    return au[idx]
+@dataclass(frozen=True)
+class RenderSettings:
+    resolution: int  # the run's training resolution (K is in its pixels)
+    backend: str  # rasteriser: auto | gsplat | torch
 
 
 @dataclass
@@ -67,9 +62,9 @@ class RenderResult:
 class Avatar:
     """A trained run, ready to render."""
 
-    def __init__(self, run_dir: Path, cfg: Any, model: Any, info: dict, background: np.ndarray,
+    def __init__(self, run_dir: Path, cfg: RenderSettings, model: Any, info: dict, background: np.ndarray,
                  train_w2c: np.ndarray, device: torch.device, size: int | None = None,
-                 inference: str = "auto") -> None:
+                 inference: str = "auto", speech: Any = None) -> None:
         import cv2
 
         from emogs.model.infer import PipelinedRenderer
@@ -83,66 +78,35 @@ class Avatar:
         self.K[:2] *= s  # ... scaled to the output size
         self.background = cv2.resize(background, (self.size, self.size), interpolation=cv2.INTER_AREA)  # (S, S, 3)
         self.renderer = PipelinedRenderer(model, inference)  # CUDA-graph replay of the deformation on CUDA
-        from emogs.model.speech_aus import FILE, SpeechAUs
-
-        sp = run_dir / FILE  # speech-driven lower-face AUs (runs trained before it have none)
-        try:
-            self.speech = SpeechAUs.load(sp) if sp.is_file() else None
-        except Exception as e:  # noqa: BLE001 - a damaged file: say which, and how to get a good one
-            raise InputError(f"{sp}: unreadable ({type(e).__name__}); delete it to render without speech AUs, "
-                             "or refit: python -m emogs.model.speech_aus RUN DATASET") from None
+        self.speech = speech  # emogs.model.speech_aus.SpeechAUs: lower-face AUs from the audio (or None)
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", size: int | None = None,
              inference: str = "auto") -> "Avatar":
-        """Load RUN (config.json + model.safetensors + dataset.json + background.png). `size`: output
-        resolution (default: the training resolution; other sizes rescale the camera intrinsics).
-        `inference`: eager | graph | graph-bf16 | auto (graph on CUDA, eager on CPU; emogs.model.infer)."""
+        """Load a trained RUN (through `emogs.run`). `size`: output resolution (default: the training
+        resolution; other sizes rescale the camera intrinsics). `inference`: eager | graph | graph-bf16 | auto
+        (graph on CUDA, eager on CPU; emogs.model.infer)."""
         import cv2
-        from safetensors import safe_open
 
-        from emogs.io.atomic import read_json
-        from emogs.train.checkpoint import RUN_FORMAT_VERSION, load_run
-        from emogs.train.loop import resolve_device
+        from emogs.run import open_run
+        from emogs.runtime import resolve_device
 
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise InputError(f"{run_dir}: no such run folder")
-        weights = run_dir / "model.safetensors"
-        if not weights.is_file():
-            raise InputError(f"{run_dir}: no model.safetensors (training not finished? run `emogs train` again)")
-        with safe_open(str(weights), framework="pt") as f:
-            meta = f.metadata() or {}
-        ver = meta.get("run_format_version")
-        if ver != str(RUN_FORMAT_VERSION):
-            raise InputError(f"{run_dir}: run format version {ver} is not supported by this emogs "
-                             f"(needs {RUN_FORMAT_VERSION}); retrain with this version")
-        dev = resolve_device(device)
-        cfg, model = load_run(run_dir, dev)
-        info = read_json(run_dir / "dataset.json")
-        S = int(cfg.resolution)
-        bgr = cv2.imread(str(run_dir / "background.png"), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(f"{run_dir}: background.png missing or unreadable")
-        bg = cv2.resize(bgr[..., ::-1], (S, S), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        cams = run_dir / "train_cameras.npz"
-        if cams.is_file():
-            with np.load(cams, allow_pickle=False) as z:
-                w2c = z["world_to_cam"].astype(np.float32)
-        else:  # older runs: read the training cameras from the dataset the run was trained on
-            root = Path(info.get("root", ""))
-            if not (root / "tracks.npz").is_file():
-                raise InputError(f"{run_dir}: no train_cameras.npz and the dataset {root} is gone")
-            from emogs.data.dataset import load_manifest
-
-            m = load_manifest(root)
-            a, b = m["splits"]["train"]
-            with np.load(root / "tracks.npz", allow_pickle=False) as z:
-                w2c = z["world_to_cam"][a:b].astype(np.float32)
         if size is not None and not 16 <= size <= 4096:
             raise InputError(f"render size {size} out of range (16-4096)")
-        return cls(run_dir, cfg, model, info, bg, w2c, dev, size, inference)
+        run = open_run(run_dir)
+        if not run.has_model():
+            raise InputError(f"{run.path}: no model.safetensors (training not finished? run `emogs train` again)")
+        settings = RenderSettings(**run.render_settings())
+        info = run.dataset_info()
+        w2c = run.train_cameras()
+        speech = run.speech_aus()
+        bg = run.background()
+        dev = resolve_device(device)
+        _, model = run.load_model(dev, checkpoint_ok=False)
+        S = settings.resolution
+        bg = cv2.resize(bg, (S, S), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        return cls(run.path, settings, model, info, bg, w2c, dev, size, inference, speech)
 
     @property
     def default_au(self) -> np.ndarray:
@@ -165,9 +129,9 @@ class Avatar:
         """(F, 17) requested AUs -> clamped to what the training clip showed (+ CLAMP_MARGIN). A per-person
         model has never seen an AU beyond that range and extrapolates badly (a broken face: see
         docs/control_proof.md); `warn` gets one line per AU that was cut."""
-        lo, hi = self.training_range()
-        lo, hi = np.clip(lo - CLAMP_MARGIN, 0, 1), np.clip(hi + CLAMP_MARGIN, 0, 1)
-        out = np.clip(au, lo, hi)
+        lo0, hi0 = self.training_range()
+        out = clamp_to_range(au, lo0, hi0)
+        lo, hi = np.clip(lo0 - CLAMP_MARGIN, 0, 1), np.clip(hi0 + CLAMP_MARGIN, 0, 1)
         if warn is not None:
             from emogs.face.aus import AU_NAMES
 
@@ -180,11 +144,8 @@ class Avatar:
     def effective_au(self, plan, rows: np.ndarray, rows_per_frame: int, speech_aus: bool = True) -> np.ndarray:
         """(F, 17) the AUs the model is driven with: the plan's, plus the speech AUs' predicted deviation
         from the audio feature rows where the user did not set them."""
-        au = plan.au.astype(np.float32)
-        if not speech_aus or self.speech is None:
-            return au
-        dev = self.speech.deviation_from_rows(rows, rows_per_frame, plan.num_frames, self.model.cfg.audio_window)
-        return self.speech.add_deviation(au, plan.mask, dev)
+        return speech_driven_aus(plan, rows, rows_per_frame, self.speech if speech_aus else None,
+                                 self.model.cfg.audio_window)
 
     def frames(self, wav: np.ndarray, plan, batch: int = 8, chunk: int = 256,
                progress: Callable[[int, int], None] | None = None, clamp: bool = True,
@@ -194,18 +155,22 @@ class Avatar:
         them) the speech AUs the user did not set follow the audio (emogs.model.speech_aus)."""
         F = plan.num_frames
         mc = self.model.cfg
-        rows, rpf = audio_feature_rows(wav, mc.audio_feature)
+        from emogs.audio import feature_rows
+        from emogs.data.windows import feature_windows, frame_windows
+
+        rows, rpf = feature_rows(wav, mc.audio_feature)
         au = self.effective_au(plan, rows, rpf, speech_aus)
         au = self.clamp_to_training(au) if clamp else au
         dev, S = self.device, self.size
         w2c = torch.as_tensor(plan.resolve_pose(self.train_w2c).world_to_cam, dtype=torch.float32, device=dev)
         K = torch.as_tensor(self.K, device=dev)
         bg = torch.as_tensor(self.background, device=dev)
-        backend = getattr(self.cfg, "backend", "auto")
+        backend = self.cfg.backend
         for s in range(0, F, chunk):
             ids = np.arange(s, min(F, s + chunk))
-            aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window), device=dev)  # (C, R, D)
-            auw = torch.as_tensor(au_windows(au, ids, mc.au_window), device=dev)  # (C, T, 17)
+            aud = torch.as_tensor(feature_windows(rows, rpf, ids, mc.audio_window), dtype=torch.float32,
+                                  device=dev)  # (C, R, D)
+            auw = torch.as_tensor(frame_windows(au, ids, mc.au_window), device=dev)  # (C, T, 17)
             calls = ((w2c[ids[j]], K.expand(len(ids[j]), 3, 3), aud[j], auw[j], bg.expand(len(ids[j]), -1, -1, -1))
                      for j in (slice(i, min(len(ids), i + batch)) for i in range(0, len(ids), batch)))
             outs = list(self.renderer.run(calls, S, S, backend))  # uint8 (b, S, S, 3) on the device
@@ -267,3 +232,46 @@ class Avatar:
         dt = time.time() - t0
         log(f"[render] wrote {out}: {n} frames, {n / FPS:.2f} s, in {dt:.1f} s")
         return RenderResult(n, dt, out, plan.summary(), plan.au)
+
+    @torch.no_grad()
+    def export_ply(self, path: str | Path, *, au: Any = None, emotion: str | None = None,
+                   audio: str | Path | np.ndarray | None = None, time: float = 0.0,
+                   canonical: bool = False) -> Path:
+        """Write the head's Gaussians as a standard 3DGS .ply: deformed to the expression of `au` / `emotion`
+        (the model's default expression otherwise, AUs clamped to the training range) with the mouth of
+        `audio` at `time` seconds (silence when None), or the canonical Gaussians with `canonical`."""
+        from emogs.audio import feature_rows
+        from emogs.data.windows import feature_windows, frame_windows
+        from emogs.io.media import load_audio
+        from emogs.render.ply import save_ply
+        from emogs.render.sh import rgb_to_sh0
+
+        path = Path(path)
+        if path.suffix.lower() != ".ply":
+            raise InputError(f"{path}: the export is a .ply file")
+        g = self.model.gaussians
+        if canonical:
+            d = dict(means=g.means, quats=torch.nn.functional.normalize(g.quats, dim=-1),
+                     scales=g.log_scales.exp(), opacities=torch.sigmoid(g.opacity_logit),
+                     colors=torch.sigmoid(g.color_logit))
+        else:
+            if audio is None:
+                wav = np.zeros(SAMPLE_RATE, np.float32)
+            else:
+                wav = load_audio(audio, SAMPLE_RATE) if isinstance(audio, (str, Path)) else np.asarray(audio, np.float32)
+            F = max(1, int(np.ceil(len(wav) * FPS / SAMPLE_RATE - 1e-9)))
+            if not 0 <= time < F / FPS:
+                raise InputError(f"--time {time} is outside the audio (0-{F / FPS:.2f} s)")
+            i = np.array([min(F - 1, int(time * FPS))])
+            plan = self.plan(F, au=au, emotion=emotion, blinks=False)
+            mc = self.model.cfg
+            rows, rpf = feature_rows(wav, mc.audio_feature)
+            aus = self.clamp_to_training(self.effective_au(plan, rows, rpf))
+            dev = self.device
+            d = self.model.deformed(torch.as_tensor(feature_windows(rows, rpf, i, mc.audio_window), dtype=torch.float32,
+                                                    device=dev),
+                                    torch.as_tensor(frame_windows(aus, i, mc.au_window), device=dev))
+            d = {k: d[k][0] for k in ("means", "quats", "scales", "opacities", "colors")}
+        save_ply(path, d["means"].cpu(), d["quats"].cpu(), d["scales"].cpu(), d["opacities"].cpu(),
+                 rgb_to_sh0(d["colors"].cpu())[:, None, :])
+        return path

@@ -28,10 +28,14 @@ def _run_analyze(a: argparse.Namespace) -> None:
 
 # --- prepare ---------------------------------------------------------------------------------------
 def _args_prepare(p: argparse.ArgumentParser) -> None:
+    from emogs.data.prepare import PrepareConfig
+
+    d = PrepareConfig()
     p.add_argument("video", type=Path, help="video of one person talking, with audio")
     p.add_argument("-o", "--output", type=Path, required=True, help="dataset folder to create")
-    p.add_argument("--size", type=int, default=512, help="square crop size in pixels (default 512)")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="last fraction of frames held out (min 2 s)")
+    p.add_argument("--size", type=int, default=d.size, help=f"square crop size in pixels (default {d.size})")
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction,
+                   help=f"last fraction of frames held out (default {d.test_fraction}, at least {d.min_test_seconds:g} s)")
     p.add_argument("--no-whisper", action="store_true", help="skip Whisper features (log-mel only)")
     p.add_argument("--max-seconds", type=float, default=None, help="use only the first N seconds")
     p.add_argument("--force", action="store_true", help="redo finished stages")
@@ -92,12 +96,13 @@ def _args_render(p: argparse.ArgumentParser) -> None:
 
 def _run_render(a: argparse.Namespace) -> None:
     from emogs.avatar import Avatar
+    from emogs.constants import FPS, SAMPLE_RATE
     from emogs.control.cli_args import controls_from_args
     from emogs.io.media import frames_for_audio, load_audio
 
     av = Avatar.load(a.run, device=a.device, size=a.size, inference=a.inference)
-    wav = load_audio(a.audio, 16000)
-    plan = controls_from_args(a, frames_for_audio(len(wav)), fps=25, default_au=av.default_au)
+    wav = load_audio(a.audio, SAMPLE_RATE)
+    plan = controls_from_args(a, frames_for_audio(len(wav)), fps=FPS, default_au=av.default_au)
     av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch,
               allow_extrapolation=a.allow_extrapolation, speech_aus=not a.no_speech_aus)
 
@@ -107,7 +112,9 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", type=Path, help="dataset folder made by `emogs prepare`")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder (resumed if it has a checkpoint)")
     p.add_argument("--iters", type=int, default=None, help="training iterations (rescales the stage schedule)")
-    p.add_argument("--variant", choices=["audio", "au", "au_szpab", "au_citae", "full"], default=None,
+    from emogs.model.config import VARIANTS
+
+    p.add_argument("--variant", choices=list(VARIANTS), default=None,
                    help="ablation: audio only, +AU, +AU+SZ-PAB, +AU+CIT-AE, full (default)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: CUDA (gsplat, 512 px preset) when available, else CPU (small preset)")
@@ -131,8 +138,8 @@ def _run_train(a: argparse.Namespace) -> None:
             overrides = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"--config-json: not JSON ({e})") from None
-    if a.no_resume and (a.output / "checkpoints").exists():
-        raise InputError(f"{a.output}: already holds a run (drop --no-resume to continue it)")
+        if not isinstance(overrides, dict):
+            raise InputError("--config-json: must be a JSON object of settings")
     try:
         cfg = build_config(a.device, a.iters, a.variant, overrides)
     except (ValueError, TypeError) as e:
@@ -182,6 +189,67 @@ def _run_eval_videos(a: argparse.Namespace) -> None:
     print(eval_videos(a.pred, a.gt, a.output, a.emotion, _eval_options(a)))
 
 
+def _args_eval_controls(p: argparse.ArgumentParser) -> None:
+    from emogs.eval.controls import GOAL_AU, GOAL_EMOTION
+
+    p.add_argument("run", type=Path, help="trained run folder (from `emogs train`)")
+    p.add_argument("--audio", type=Path, required=True, help="speech to render every condition with (>= 1 s)")
+    p.add_argument("--au", action="append", default=[], metavar="AU=V[@S-E]",
+                   help="an AU edit to measure (repeatable: one condition each)")
+    p.add_argument("--emotion", action="append", default=[], metavar="NAME[:I]",
+                   help="an emotion preset to measure (repeatable: one condition each)")
+    p.add_argument("--standard", action="store_true",
+                   help="the standard suite: AU01 AU02 AU04 AU05 AU06 AU09 AU12 AU15 AU26 AU45 at 1.0 for 4 s, and "
+                        "the surprised sad angry happy disgusted fear presets")
+    p.add_argument("-o", "--output", type=Path, default=None, help="report folder (default RUN/eval_controls)")
+    p.add_argument("--size", type=int, default=None, help="render size in pixels (default: the run's resolution)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--allow-extrapolation", action="store_true", help="do not clamp AUs to the training range")
+    p.add_argument("--no-speech-aus", action="store_true", help="hold the speech AUs at the plan's values")
+    p.add_argument("--goal-au", type=float, default=GOAL_AU,
+                   help=f"rise of the edited AU that counts as working (default {GOAL_AU})")
+    p.add_argument("--goal-emotion", type=float, default=GOAL_EMOTION,
+                   help=f"rise of each defining AU that counts as a working preset (default {GOAL_EMOTION})")
+    p.add_argument("--id-stride", type=int, default=5, help="dlib identity on every k-th frame (default 5)")
+    p.add_argument("--render-only", action="store_true",
+                   help="only render the conditions into OUT/videos (e.g. on a GPU machine); measure later")
+    p.add_argument("--force", action="store_true", help="re-render videos that already exist")
+
+
+def _run_eval_controls(a: argparse.Namespace) -> None:
+    from emogs.errors import InputError
+    from emogs.eval.controls import ControlOptions, conditions_from_args, eval_controls
+    from emogs.io.media import load_audio
+
+    if a.size is not None and not 16 <= a.size <= 4096:
+        raise InputError(f"--size {a.size} out of range (16-4096)")
+    duration = len(load_audio(a.audio, 16000)) / 16000
+    conds = conditions_from_args(a.au, a.emotion, a.standard, duration)
+    opts = ControlOptions(size=a.size, device=a.device, allow_extrapolation=a.allow_extrapolation,
+                          speech_aus=not a.no_speech_aus, goal_au=a.goal_au, goal_emotion=a.goal_emotion,
+                          id_stride=a.id_stride, force=a.force)
+    print(eval_controls(a.run, a.audio, a.output or a.run / "eval_controls", conds, opts, render_only=a.render_only))
+
+
+# --- export ----------------------------------------------------------------------------------------
+def _args_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="trained run folder (from `emogs train`)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .ply (standard 3DGS layout)")
+    p.add_argument("--au", action="append", default=[], metavar="AU=V", help="AU intensity of the exported face")
+    p.add_argument("--emotion", default=None, metavar="NAME[:I]", help="emotion preset of the exported face")
+    p.add_argument("--audio", type=Path, default=None, help="take the mouth from this speech at --time")
+    p.add_argument("--time", type=float, default=0.0, help="seconds into --audio (default 0)")
+    p.add_argument("--canonical", action="store_true", help="the canonical Gaussians, before any deformation")
+
+
+def _run_export(a: argparse.Namespace) -> None:
+    from emogs.avatar import Avatar
+
+    av = Avatar.load(a.run, device="cpu")
+    print(av.export_ply(a.output, au=a.au or None, emotion=a.emotion, audio=a.audio, time=a.time,
+                        canonical=a.canonical))
+
+
 # --- demo ------------------------------------------------------------------------------------------
 def _args_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
@@ -206,6 +274,9 @@ COMMANDS = {
     "synth": (_args_synth, _run_synth, "synthetic talking head with exact AU / blendshape ground truth"),
     "eval": (_args_eval, _run_eval, "metrics report of a training run (PSNR/SSIM/LPIPS, LMD, CSIM, AUE, sync, ...)"),
     "eval-videos": (_args_eval_videos, _run_eval_videos, "metrics report of a predicted video against ground truth"),
+    "eval-controls": (_args_eval_controls, _run_eval_controls,
+                      "did my AU / emotion edit work? render plain and edited, measure what moved"),
+    "export": (_args_export, _run_export, "export the head's Gaussians at an expression as a 3DGS .ply"),
     "demo": (_args_demo, _run_demo, "the whole pipeline on a synthetic subject (or --video): synth, prepare, train, "
                                     "render, eval -> index.html"),
 }

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from emogs.face import aus as A  # noqa: E402
 from emogs.face.analyze import analyze_frames  # noqa: E402

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emogs.render import rasterize  # noqa: E402
 from emogs.render.scenes import head_scene  # noqa: E402
 

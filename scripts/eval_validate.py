@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("EMOGS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CLIPS = ["may_5s", "macron_50s", "acosta_71s", "lieu_60s_256px"]
 

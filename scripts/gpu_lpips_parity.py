@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 PAIRS = ROOT / ".gpu" / "lpips_pairs"
 WHEEL = ROOT / ".whl" / "lpips-0.1.4-py3-none-any.whl"
 NETS = ("alex", "vgg")

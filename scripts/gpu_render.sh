@@ -8,6 +8,6 @@
 set -euo pipefail
 OUT="${OUT:-.}"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/gsplat-1.5.3-*.whl
-export PYTHONPATH="/tmp/site:${PYTHONPATH:-}" TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 python3 scripts/gpu_render_parity_bench.py --out "$OUT/gpu_render.json" 2>&1 | tee "$OUT/gpu_render.log"

@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
@@ -51,7 +49,11 @@ def main() -> int:
     ap.add_argument("--modes", default="eager,graph,graph-bf16", help="inference modes (emogs.model.infer)")
     a = ap.parse_args()
 
-    from emogs.avatar import Avatar, au_windows, audio_feature_rows, audio_windows
+    from emogs.audio import feature_rows as audio_feature_rows
+    from emogs.avatar import Avatar
+    from emogs.data.windows import feature_windows as audio_windows
+    from emogs.data.windows import frame_windows as au_windows
+    from emogs.run import RunFolder
 
     av = Avatar.load(a.run, device=a.device)
     dev = av.device
@@ -82,7 +84,7 @@ def main() -> int:
     results["modes"] = {}
     # parity: the first 8 frames of the clip in each mode against eager (uint8 frames)
     ids8 = np.arange(min(8, F))
-    aud8 = torch.as_tensor(audio_windows(rows, rpf, ids8, mc.audio_window), device=dev)
+    aud8 = torch.as_tensor(audio_windows(rows, rpf, ids8, mc.audio_window), dtype=torch.float32, device=dev)
     auw8 = torch.as_tensor(au_windows(au, ids8, mc.au_window), device=dev)
     ref = None
     for mode in modes:
@@ -99,7 +101,7 @@ def main() -> int:
               f"PSNR {par['psnr_vs_eager']:.1f} dB")
         for B in [int(b) for b in a.batches.split(",")]:
             ids = np.arange(B) % F
-            aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window), device=dev)
+            aud = torch.as_tensor(audio_windows(rows, rpf, ids, mc.audio_window), dtype=torch.float32, device=dev)
             auw = torch.as_tensor(au_windows(au, ids, mc.au_window), device=dev)
             w2c, Kb, bgb = w2c_all[ids], K.expand(B, 3, 3), bg.expand(B, -1, -1, -1)
 
@@ -107,9 +109,9 @@ def main() -> int:
                 return render_with_engine(eng, w2c, Kb, aud, auw, S, S, bgb)
 
             def net_only():
-                return eng(w2c, aud, auw)
+                return eng(aud, auw)
 
-            d = {k: v.clone() for k, v in eng(w2c, aud, auw).items()}
+            d = {k: v.clone() for k, v in eng(aud, auw).items()}
 
             @torch.no_grad()
             def raster_only():
@@ -171,7 +173,7 @@ def main() -> int:
     results["batches"] = results["modes"][default]["batches"]
     results["fps"] = results["batches"]["1"]["end_to_end_fps"] if "1" in results["batches"] else None
     text = json.dumps(results, indent=2)
-    (a.run / "render_benchmark.json").write_text(text)
+    RunFolder(a.run).write_benchmark(results)
     if a.out:
         a.out.write_text(text)
     return 0

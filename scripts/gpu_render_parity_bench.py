@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emogs.render import rasterize  # noqa: E402
 from emogs.render.reference import rasterize_dense  # noqa: E402
 from emogs.render.scenes import Scene, head_scene, random_scene  # noqa: E402

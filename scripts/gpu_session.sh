@@ -22,7 +22,7 @@
 #   run(command="EMOGS_TRAIN_ITERS=4500 bash scripts/gpu_session.sh macron:full macron:audio macron:au macron:au_szpab",
 #       kind="nvidia-h200-x4", timeout_s=600, carry=[".gpu/ds_macron", ".gpu/train_assets", ".whl"])
 # Back here: one tar per run (model, config, metrics, gpu_report, logs, test video + audio, last preview, FPS json)
-# and session.log under files_at; `python -m emogs.train.gpu mux RUN` adds the test audio to test_render.mp4
+# and session.log under files_at; `python -m emogs.io.media mux RUN/test_render.mp4` adds the test audio
 # (the GPU image has no PyAV). At most 8 files come back: at most 7 jobs per call.
 set -uo pipefail
 OUT="${OUT:-./gpu_out}"; mkdir -p "$OUT/logs"
@@ -80,7 +80,7 @@ for name in "${names[@]}"; do
   mv "$OUT/logs/train_$name.log" "$r/train.log"; [ -f "$OUT/logs/fps_$name.log" ] && mv "$OUT/logs/fps_$name.log" "$r/fps.log"
   files=()
   for f in model.safetensors speech_aus.safetensors config.json dataset.json background.png train_cameras.npz metrics.json gpu_report.json \
-           train_log.jsonl train.log fps.log render_benchmark.json test_render.mp4 test_audio.wav; do
+           train_log.jsonl train.log fps.log render_benchmark.json test_render.mp4 test_render.wav run.json; do
     [ -f "$r/$f" ] && files+=("$name/$f")
   done
   last=$(ls "$r/previews"/*.png 2>/dev/null | tail -n 1); [ -n "$last" ] && files+=("$name/previews/$(basename "$last")")

@@ -3,7 +3,8 @@
 
     python scripts/new_speech_sync.py DIR --audio NAME=WAV [NAME=WAV ...] [--gt NAME=DATASET:START] -o OUT.md
 
-DIR/<audio name>/<run name>/plain.mp4 are renders (e.g. from scripts/gpu_control_renders.py). For each: the
+DIR/<audio name>/<run name>/plain.mp4 are renders (e.g. `emogs eval-controls RUN --audio WAV --render-only`'s
+OUT/videos/plain.mp4). For each: the
 mouth opening track (MediaPipe inner-lip gap / eye-corner distance, `emogs.eval.landmarks.mouth_opening`), its
 spread (sd, and 5-95% range) and the mouth-audio correlation at lag 0 and at the best lag within +-5 frames
 (`emogs.eval.sync`: the correlation of mouth opening with 1-3 kHz audio energy; there is no SyncNet here).
@@ -19,21 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def measure(frames: np.ndarray, wav: np.ndarray) -> dict:
-    from emogs.demo.au_check import track
-    from emogs.eval import landmarks as lmk
-    from emogs.eval.sync import sync_scores
+    from emogs.eval.controls import mouth_motion, track
 
     r = track(frames)
-    m = lmk.mouth_opening(np.where(r["success"][:, None, None], r["landmarks"], np.nan))
-    s, _ = sync_scores(m, wav, 16000, 25.0)
-    q5, q95 = np.nanpercentile(m, [5, 95])
-    return dict(frames=len(frames), tracked=float(np.mean(r["success"])), mouth_open_mean=float(np.nanmean(m)),
-                mouth_open_sd=float(np.nanstd(m)), mouth_open_range_5_95=float(q95 - q5),
-                r0=s["sync_mouth_audio_corr"], best_r=s["sync_best_corr"], best_lag=s["sync_offset_frames"])
+    m = mouth_motion(r["landmarks"], r["success"], wav)
+    return dict(frames=len(frames), tracked=float(np.mean(r["success"])), mouth_open_mean=m["mouth_open_mean"],
+                mouth_open_sd=m["mouth_open_sd"], mouth_open_range_5_95=m.get("mouth_open_range_5_95", np.nan),
+                r0=m["sync_mouth_audio_corr"], best_r=m["sync_best_corr"], best_lag=m["sync_offset_frames"])
 
 
 def main() -> int:
@@ -45,7 +41,7 @@ def main() -> int:
     ap.add_argument("-o", "--out", type=Path, required=True)
     a = ap.parse_args()
 
-    from emogs.demo.au_check import read_render
+    from emogs.eval.controls import read_render
     from emogs.io.media import load_audio, read_frames
 
     audios = dict(s.split("=", 1) for s in a.audio)

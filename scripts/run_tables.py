@@ -4,9 +4,10 @@ per-head control table):
 
     python scripts/run_tables.py ablation DIR RUN [RUN ...]      # DIR/RUN/eval_test/metrics.json (`emogs eval`)
                                                                  # + DIR/RUN/gpu_report.json
-    python scripts/run_tables.py control PROOF_DIR LOCALITY.json RUN [RUN ...]
-                                                                 # PROOF_DIR/RUN/results.json (control_proof.py)
-                                                                 # + edit_locality.py's json
+    python scripts/run_tables.py control PROOF_DIR LOCALITY.json|- RUN [RUN ...]
+                                                                 # PROOF_DIR/RUN/results.json: `emogs eval-controls`
+                                                                 # (locality inside; give -) or the older
+                                                                 # control_proof.py + edit_locality.py json
 """
 from __future__ import annotations
 
@@ -40,15 +41,18 @@ def ablation(root: Path, runs: list[str]) -> list[str]:
 
 
 def control(proof: Path, locality: Path, runs: list[str]) -> list[str]:
-    loc = {(r["head"], r["condition"]): r for r in json.loads(locality.read_text())}
+    loc = {} if str(locality) == "-" else {(r["head"], r["condition"]): r for r in json.loads(locality.read_text())}
     lines = ["| head | AU04 effect | AU12 effect | AU45 effect | happy: AU12 / AU06 delta | angry: AU04 delta | "
              "lip LMD vs plain, AU04 / AU45 edits (px) | mouth track r vs plain in the AU04 window | "
              "AU12 edit: change outside the face | id cos vs plain (min) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         c = json.loads((proof / r / "results.json").read_text())["conditions"]
+        for v in c.values():  # `emogs eval-controls` names -> the older names
+            v.setdefault("lip_lmd_vs_plain_px512", v.get("lip_shift_px512"))
         hp, an = c["happy"]["aus"], c["angry"]["aus"]
         out = loc.get((r, "AU12"))
-        share = "-" if out is None else f"{100 * out['outside_share']:.0f}%"
+        share = c["AU12"].get("locality_outside_share") if out is None else out["outside_share"]
+        share = "-" if share is None else f"{100 * share:.0f}%"
         lines.append(
             f"| {r} | {c['AU04']['effect']:+.2f} | {c['AU12']['effect']:+.2f} | {c['AU45']['effect']:+.2f} | "
             f"{hp['AU12']['delta']:+.2f} / {hp['AU06']['delta']:+.2f} | {an['AU04']['delta']:+.2f} | "

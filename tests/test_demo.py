@@ -115,18 +115,19 @@ def test_missing_video_is_an_input_error(tmp_path: Path) -> None:
 def test_edit_stats_measures_the_window() -> None:
     """A render whose AU01 rises exactly in the requested window gives effect = the rise."""
     from emogs.control.plan import build_plan
-    from emogs.demo.au_check import edit_stats
+    from emogs.eval.controls import edit_stats, edit_windows
 
     F = 100
     plan = build_plan(F, 25.0, au=["AU01=1.0@1.0-2.5"], default_au=np.zeros(17), blinks=False)
     plain = np.full((F, 17), 0.1, np.float32)
     edit = plain.copy()
     edit[:, 0] += 0.5 * (plan.mask[:, 0] >= 0.999)
-    r = edit_stats(edit, plain, plan, "AU01")
+    inside, outside = edit_windows(plan.mask[:, 0], 5)
+    r = edit_stats(edit, plain, plan.au, inside, outside, 0)
     assert r["effect"] == pytest.approx(0.5, abs=1e-6) and r["plain_delta"] == pytest.approx(0.0, abs=1e-6)
     assert 0 < r["frames_in"] < 38 and r["frames_out"] > 50
     edit[:, 0] = plain[:, 0]  # no effect -> 0
-    assert edit_stats(edit, plain, plan, "AU01")["effect"] == pytest.approx(0.0, abs=1e-6)
+    assert edit_stats(edit, plain, plan.au, inside, outside, 0)["effect"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_control_verdict_is_honest() -> None:

@@ -159,7 +159,11 @@ def test_eval_run_and_eval_videos_end_to_end(shared_data, tmp_path):
     gt = list(read_frames(clip, fps=25, max_seconds=1.6))
     pred = [cv2.GaussianBlur(f, (7, 7), 2.0) for f in gt]
     wav = load_audio(clip, max_seconds=1.6)
+    from emogs.run import RunFolder
+    from emogs.train.config import cpu_config
+
     run = tmp_path / "run"
+    RunFolder(run).write_config(cpu_config())  # a run folder as far as eval needs one: config + split render
     write_video(run / "test_render.mp4", [np.concatenate([p, g], 1) for p, g in zip(pred, gt)], audio=wav)
     (run / "render_benchmark.json").write_text(json.dumps({"fps": 42.5}))
     (run / "metrics.json").write_text(json.dumps({"psnr": 30.0}))

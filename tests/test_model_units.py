@@ -96,7 +96,7 @@ def test_raar_hinge_values_on_hand_made_attention():
 def test_variants_build_and_give_gradients(variant):
     torch.manual_seed(0)
     cfg = ModelConfig(variant=variant, audio_dim=12, token_dim=16, hidden=32, triplane_channels=4,
-                      triplane_res=8, pose_dim=4, citae_hidden=8)
+                      triplane_res=8, citae_hidden=8)
     g = GaussianSet.from_arrays(torch.randn(50, 3).numpy(), torch.rand(50, 3).numpy(), torch.full((50,), 0.2).numpy(),
                                 torch.randint(0, 5, (50,)).numpy())
     m = TalkingHead(cfg, g)
@@ -107,7 +107,7 @@ def test_variants_build_and_give_gradients(variant):
     assert m.szpab.use_bias == flags["use_szpab"]
     w2c = torch.eye(4)[None].clone()
     w2c[0, 2, 3] = 10.0
-    d = m.deformed(w2c, torch.randn(1, 16, 12), torch.rand(1, 9, 17))
+    d = m.deformed(torch.randn(1, 16, 12), torch.rand(1, 9, 17))
     toks = d["attn"].shape[-1]
     assert toks == 8 + (17 if flags["use_au"] else 0)
     # the last deform layer starts at zero: a fresh model renders the canonical Gaussians
@@ -124,7 +124,7 @@ def test_unknown_variant_is_an_error():
 
 def _au_model(bias: float = -30.0) -> TalkingHead:
     torch.manual_seed(0)
-    cfg = ModelConfig(audio_dim=12, token_dim=16, hidden=32, triplane_channels=4, triplane_res=8, pose_dim=4,
+    cfg = ModelConfig(audio_dim=12, token_dim=16, hidden=32, triplane_channels=4, triplane_res=8,
                       citae_hidden=8, bias_au_in_mouth=bias, bias_audio_in_upper=bias)
     zones = torch.tensor([ZONE_EXPRESSION] * 20 + [ZONE_AUDIO] * 20 + [ZONE_MOUTH] * 10)
     g = GaussianSet.from_arrays(torch.randn(50, 3).numpy(), torch.rand(50, 3).numpy(),
@@ -143,13 +143,13 @@ def test_au_basis_moves_expression_zone_and_is_gated_out_of_the_mouth():
     w2c[0, 2, 3] = 10.0
     audio = torch.randn(1, 16, 12)
     au = torch.full((1, 9, 17), 0.3)  # the training mean: the default face
-    base = m.deformed(w2c, audio, au)["means"][0]
-    d = m.deformed(w2c, audio, au)
+    base = m.deformed(audio, au)["means"][0]
+    d = m.deformed(audio, au)
     assert torch.allclose(m.au_offsets(m.static_features()["basis"], d["attn"], d["token_type"], au),
                           torch.zeros(1, 50, 14), atol=1e-6)
     au1 = au.clone()
     au1[:, :, 0] = 1.0  # AU01 -> 1
-    moved = (m.deformed(w2c, audio, au1)["means"][0] - base).norm(dim=-1)  # (50,)
+    moved = (m.deformed(audio, au1)["means"][0] - base).norm(dim=-1)  # (50,)
     expression, lips, mouth = moved[:20], moved[20:40], moved[40:]
     assert expression.mean() > 1e-2
     assert float(lips.max()) < 1e-5 and float(mouth.max()) < 1e-5  # AU tokens' attention there is ~0
@@ -162,7 +162,7 @@ def test_au_offset_is_linear_in_intensity():
     audio = torch.randn(1, 16, 12)
     basis = m.static_features()["basis"]
     # the attention itself depends on the AU tokens, so compare the basis term with attention held fixed
-    d = m.deformed(w2c, audio, torch.full((1, 9, 17), 0.3))
+    d = m.deformed(audio, torch.full((1, 9, 17), 0.3))
     fixed = [m.au_offsets(basis, d["attn"], d["token_type"], torch.full((1, 9, 17), 0.3).index_fill(2, torch.tensor([3]), v))
              for v in (0.3, 0.65, 1.0)]
     assert torch.allclose(fixed[0], torch.zeros_like(fixed[0]), atol=1e-6)
@@ -170,14 +170,23 @@ def test_au_offset_is_linear_in_intensity():
     assert fixed[2].abs().sum() > 0
 
 
-def test_pose_is_not_a_deformation_input_by_default():
+def test_weights_of_runs_with_the_zeroed_pose_input_load_with_the_same_output():
+    """Format-1 weights carry a pose encoder and pose columns in the deformation's first layer that
+    multiplied a zero input; emogs.run.migrate drops them and the head computes exactly the same."""
+    from emogs.run.migrate import migrate_model_state
+
     m = _au_model()
+    with torch.no_grad():
+        m.deform.mlp[-1].weight.normal_(0, 0.1)
     audio, au = torch.randn(1, 16, 12), torch.rand(1, 9, 17)
-    a, b = torch.eye(4)[None].clone(), torch.eye(4)[None].clone()
-    a[0, 2, 3], b[0, 2, 3], b[0, 0, 3] = 10.0, 12.0, 3.0
-    assert torch.equal(m.deformed(a, audio, au)["offsets"], m.deformed(b, audio, au)["offsets"])
-    m.cfg.pose_in_deform = True
-    assert not torch.equal(m.deformed(a, audio, au)["offsets"], m.deformed(b, audio, au)["offsets"])
+    ref = m.deformed(audio, au)["offsets"]
+    old = dict(m.state_dict())
+    w = old["deform.mlp.0.weight"]
+    old["deform.mlp.0.weight"] = torch.cat([w, torch.randn(w.shape[0], 4)], 1)  # 4 pose columns
+    old["pose.mlp.0.weight"], old["pose.mlp.0.bias"] = torch.randn(4, 12), torch.randn(4)
+    st = migrate_model_state(old, TalkingHead.feature_dim(m.cfg), m.cfg.token_dim)
+    m2 = TalkingHead.from_state_dict(m.cfg, st)
+    assert torch.equal(m2.deformed(audio, au)["offsets"], ref)
 
 
 def test_inference_cache_matches_and_follows_parameter_updates():
@@ -186,20 +195,20 @@ def test_inference_cache_matches_and_follows_parameter_updates():
     w2c[0, 2, 3] = 10.0
     audio, au = torch.randn(2, 16, 12), torch.rand(2, 9, 17)
     w2c = w2c.expand(2, 4, 4)
-    fresh = m.deformed(w2c, audio, au)["offsets"]  # grad enabled: no cache
+    fresh = m.deformed(audio, au)["offsets"]  # grad enabled: no cache
     with torch.no_grad():
-        first = m.deformed(w2c, audio, au)["offsets"]
-        cached = m.deformed(w2c, audio, au)["offsets"]
+        first = m.deformed(audio, au)["offsets"]
+        cached = m.deformed(audio, au)["offsets"]
         assert torch.allclose(first, fresh, atol=1e-6) and torch.equal(first, cached)
         m.au_basis.weight.add_(0.1)  # an in-place update (an optimiser step) must invalidate the cache
-        after = m.deformed(w2c, audio, au)["offsets"]
+        after = m.deformed(audio, au)["offsets"]
     assert not torch.allclose(after, first)
-    assert torch.allclose(after, m.deformed(w2c, audio, au)["offsets"], atol=1e-6)
+    assert torch.allclose(after, m.deformed(audio, au)["offsets"], atol=1e-6)
 
 
 def _other_zone_model(au_basis_zones: str, bias_au_in_other: float) -> TalkingHead:
     torch.manual_seed(0)
-    cfg = ModelConfig(audio_dim=12, token_dim=16, hidden=32, triplane_channels=4, triplane_res=8, pose_dim=4,
+    cfg = ModelConfig(audio_dim=12, token_dim=16, hidden=32, triplane_channels=4, triplane_res=8,
                       citae_hidden=8, au_basis_zones=au_basis_zones, bias_au_in_other=bias_au_in_other)
     zones = torch.tensor([ZONE_EXPRESSION] * 20 + [ZONE_OTHER] * 20)
     g = GaussianSet.from_arrays(torch.randn(40, 3).numpy(), torch.rand(40, 3).numpy(),
@@ -221,7 +230,7 @@ def test_au_basis_leaves_hair_ears_neck_alone(zones, bias, other_moves):
     audio, au = torch.randn(1, 16, 12), torch.full((1, 9, 17), 0.3)
     au1 = au.clone()
     au1[:, :, 0] = 1.0
-    d = m.deformed(w2c, audio, au)
+    d = m.deformed(audio, au)
     basis = m.static_features()["basis"]
     off = m.au_offsets(basis, d["attn"], d["token_type"], au1)[0].norm(dim=-1)  # (40,)
     assert off[:20].min() > 1e-3  # expression zone moves
@@ -229,19 +238,27 @@ def test_au_basis_leaves_hair_ears_neck_alone(zones, bias, other_moves):
     assert float(m.szpab.bias[ZONE_OTHER, TOKEN_AU]) == bias
 
 
-def test_old_run_configs_load_with_the_settings_they_were_trained_with(tmp_path):
-    import json
-
+def test_old_run_configs_load_with_the_settings_they_were_trained_with():
     from emogs import config as cfgio
-    from emogs.train.config import cpu_config, load_run_config
+    from emogs.run.migrate import migrate_config
+    from emogs.train.config import config_from_run, cpu_config
 
     d = cfgio.to_dict(cpu_config())
     for k in ("au_basis_zones", "bias_au_in_other"):
         del d["model"][k]
-    (tmp_path / "config.json").write_text(json.dumps(d))
-    old = load_run_config(tmp_path / "config.json").model
-    assert (old.au_basis_zones, old.bias_au_in_other) == ("all", 0.0)
+    d["model"].update(pose_dim=8, pose_in_deform=False, variant="au")
+    d["loss"].update(lip_sync=0.0, au_consistency=0.0, raar=0.01)
+    old = config_from_run(migrate_config(d, format_version=1))
+    assert (old.model.au_basis_zones, old.model.bias_au_in_other) == ("all", 0.0)
+    assert old.loss.raar == 0.0  # format 1 applied RAAR by variant: "au" had none
     assert (ModelConfig().au_basis_zones, ModelConfig().bias_au_in_other) == ("face", -4.0)
+    d["model"]["variant"] = "full"
+    assert config_from_run(migrate_config(d, format_version=1)).loss.raar == 0.01
+    from emogs.errors import InputError
+
+    d["model"]["pose_in_deform"] = True
+    with pytest.raises(InputError, match="no longer supports"):
+        migrate_config(d, format_version=1)
 
 
 def test_deform_engine_eager_matches_model_and_rejects_bad_modes():
@@ -254,8 +271,8 @@ def test_deform_engine_eager_matches_model_and_rejects_bad_modes():
     eng = DeformEngine(m)  # auto on CPU -> eager
     assert eng.mode == "eager"
     with torch.no_grad():
-        ref = m.deformed(w2c, audio, au)
-    out = eng(w2c, audio, au)
+        ref = m.deformed(audio, au)
+    out = eng(audio, au)
     for k in ("means", "quats", "scales", "opacities", "colors"):
         assert torch.equal(out[k], ref[k])
     with pytest.raises(ValueError, match="needs the model on CUDA"):
@@ -275,7 +292,7 @@ def test_deform_engine_graph_replay_matches_eager_on_cuda(mode):
     eng, ref = DeformEngine(m, mode), DeformEngine(m, "eager")
     for _ in range(3):  # replays with new inputs, not the captured ones
         audio, au = torch.randn(2, 16, 12, device="cuda"), torch.rand(2, 9, 17, device="cuda")
-        out, exp = eng(w2c, audio, au), ref(w2c, audio, au)
+        out, exp = eng(audio, au), ref(audio, au)
         assert eng.mode == mode
         tol = 1e-5 if mode == "graph" else 5e-2
         for k in ("means", "quats", "scales", "opacities", "colors"):

@@ -14,9 +14,9 @@ from emogs.cli import main
 def test_train_end_to_end_on_a_real_clip(may_dataset, tmp_path):
     from emogs.data.dataset import TalkingHeadDataset
     from emogs.io.media import probe
-    from emogs.model.head import render_frames
-    from emogs.train.checkpoint import load_run
+    from emogs.run import RunFolder
     from emogs.train.data import FrameBank
+    from emogs.train.evaluate import render_bank
 
     run = tmp_path / "run"
     over = {"resolution": 64, "log_every": 3, "model": {"num_face": 1500, "num_shell": 1000, "num_mouth": 200},
@@ -24,7 +24,7 @@ def test_train_end_to_end_on_a_real_clip(may_dataset, tmp_path):
     rc = main(["train", str(may_dataset), "-o", str(run), "--iters", "30", "--device", "cpu",
                "--config-json", json.dumps(over)])
     assert rc == 0
-    for f in ("config.json", "model.safetensors", "gaussians.ply", "background.png", "dataset.json",
+    for f in ("run.json", "config.json", "model.safetensors", "speech_aus.safetensors", "train_cameras.npz", "gaussians.ply", "background.png", "dataset.json",
               "train_log.jsonl", "metrics.json", "test_render.mp4", "checkpoints/last.safetensors",
               "checkpoints/last_optim.safetensors", "checkpoints/last_state.json"):
         assert (run / f).is_file(), f
@@ -46,10 +46,11 @@ def test_train_end_to_end_on_a_real_clip(may_dataset, tmp_path):
     assert m["full"]["psnr"] > plate_psnr + 3, (m["full"]["psnr"], plate_psnr)
 
     # inference API: explicit AU controls change the render
-    cfg, model = load_run(run)
-    au = test.au_window[:2].clone()
-    a = render_frames(model, test.world_to_cam[:2], test.K[0], test.audio[:2], au, 64, 64, test.background)
-    au[:, :, :8] = 1.0  # upper-face AUs up
-    b = render_frames(model, test.world_to_cam[:2], test.K[0], test.audio[:2], au, 64, 64, test.background)
-    assert a.shape == (2, 64, 64, 3) and a.dtype == torch.uint8
-    assert not torch.equal(a, b)
+    folder = RunFolder(run)
+    assert folder.is_complete() and folder.info()["iterations"] == 30
+    _, model = folder.load_model()
+    a = render_bank(model, test)
+    test.au_window[:, :, :8] = 1.0  # upper-face AUs up
+    b = render_bank(model, test)
+    assert a.shape == (len(test), 64, 64, 3) and a.dtype == np.uint8
+    assert not np.array_equal(a, b)

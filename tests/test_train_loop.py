@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from emogs import config as cfgio
 from emogs.model.config import VARIANTS
 from emogs.model.gaussians import GaussianSet
-from emogs.train.checkpoint import load_run
+from emogs.run import RunFolder
 from emogs.train.config import DensifyConfig, TrainConfig, build_config, cpu_config
 from emogs.train.densify import DensifyStats, densify_and_prune
 from emogs.train.loop import train
@@ -76,8 +76,8 @@ def test_every_variant_trains_a_step(tmp_path, variant):
     cfg = tiny_config(iters=2, **{"model.variant": variant})
     s = train(synth_splits(6, 2, 48), tmp_path / "run", cfg, log=lambda _: None)
     assert s["finished"] and s["metrics"]["full"]["psnr"] > 5
-    c, m = load_run(tmp_path / "run")
-    assert c.model.variant == variant and hasattr(m, "au_enc") == VARIANTS[variant]["use_au"]
+    c, m = RunFolder(tmp_path / "run").load_model()
+    assert c.variant == variant and hasattr(m, "au_enc") == VARIANTS[variant]["use_au"]
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):

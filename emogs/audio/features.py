@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from emogs.constants import SAMPLE_RATE
 HOP = 160  # 10 ms
 WIN = 400  # 25 ms
 N_FFT = 512

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from emogs.constants import SAMPLE_RATE
 
 
 def speech_segments(wav: np.ndarray, threshold: float = 0.5) -> list[tuple[int, int]]:

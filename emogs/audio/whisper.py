@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from emogs.constants import SAMPLE_RATE
 HOP = 320  # 20 ms per encoder row
 WINDOW_SECONDS = 30
 WINDOW_ROWS = WINDOW_SECONDS * SAMPLE_RATE // HOP  # 1500

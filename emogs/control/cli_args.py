@@ -1,6 +1,6 @@
 """`emogs render` control flags: `add_control_args(parser)` and `controls_from_args(args, num_frames)`.
 
-The lead wires these into cli.py; everything here is independent of the model.
+Everything here is independent of the model.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Callable
 
 from typing import TYPE_CHECKING
 
+from emogs.control.defaults import DEFAULT_EASE, EMOTION_NAMES
 from emogs.errors import InputError
 
 if TYPE_CHECKING:
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
     from emogs.control.plan import ControlPlan
 
-DEFAULT_EASE = 0.2  # seconds; the same default as emogs.control.plan.DEFAULT_EASE (a test checks)
-EMOTION_NAMES = ("happy", "sad", "surprised", "fear", "angry", "disgusted", "contempt", "neutral")  # help text
 
 
 def _warn_stderr(msg: str) -> None:

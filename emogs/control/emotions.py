@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emogs.control.defaults import EMOTION_NAMES as _NAMES
 from emogs.control.names import AU_INDEX, AU_NAMES, NUM_AUS
 from emogs.control.parse import EmotionSpec
 
@@ -44,6 +45,8 @@ EMOTIONS: dict[str, Emotion] = {e.name: e for e in (
     Emotion("neutral", "-", {}, "all preset-scope AUs pulled to 0"),
 )}
 EMOTION_NAMES: tuple[str, ...] = tuple(EMOTIONS)
+if EMOTION_NAMES != _NAMES:
+    raise ImportError("emogs.control.defaults.EMOTION_NAMES must list the presets of EMOTIONS in order")
 
 
 def emotion_scope(name: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from emogs.control.blinks import blink_track, has_blinks
+from emogs.control.defaults import DEFAULT_EASE
 from emogs.control.emotions import EMOTION_NAMES, EMOTIONS, PRESERVED_AUS, emotion_layer
 from emogs.control.names import AU_INDEX, AU_NAMES, NUM_AUS
 from emogs.control.parse import AUSpec, EmotionSpec, parse_au_spec, parse_emotion
@@ -26,7 +27,6 @@ from emogs.control.pose import PoseRequest, PoseTrack, resolve_pose
 from emogs.control.timeline import Timeline, ease_window, frame_times, load_timeline
 from emogs.errors import InputError
 
-DEFAULT_EASE = 0.2   # seconds of smoothstep ramp at each end of a ranged --au
 BASES = ("default", "neutral")
 
 

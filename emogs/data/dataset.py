@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from emogs.errors import InputError
+from emogs.data.windows import feature_windows, frame_windows  # noqa: F401 (re-exported)
 
 REQUIRED_FILES = ["manifest.json", "frames.mp4", "audio.wav", "tracks.npz", "labels.mkv", "background.png",
                   "audio_mel.npy"]
@@ -102,20 +103,6 @@ def labels_memmap(root: str | Path, manifest: dict | None = None) -> np.ndarray:
     return _memmap_cache(root, "labels", root / "labels.mkv", shape, read_labels(root / "labels.mkv"))
 
 
-def window(n: int, centre2: int, half: int) -> np.ndarray:
-    """Row indices [c - half, c + half) with c = centre2 / 2 (centre given doubled, so it may fall
-    between rows), clipped to [0, n) (edge rows repeat)."""
-    start = (centre2 - 2 * half) // 2
-    return np.clip(np.arange(start, start + 2 * half), 0, n - 1)
-
-
-def feature_windows(rows: np.ndarray, rows_per_frame: int, frames: np.ndarray, half: int) -> np.ndarray:
-    """(R, D) feature rows -> (len(frames), 2*half, D) windows centred on each frame's centre time (what
-    the model sees per frame; `TalkingHeadDataset.audio_rows` for one frame). Gathers only those rows."""
-    idx = np.stack([window(len(rows), 2 * rows_per_frame * int(f) + rows_per_frame, half) for f in frames])
-    return rows[idx]
-
-
 class TalkingHeadDataset:
     """Frames of one split with everything training needs per frame (see module docstring).
 
@@ -169,9 +156,7 @@ class TalkingHeadDataset:
 
     def au_rows(self, frame: int) -> np.ndarray:
         """(au_window, 17) AUs of the frames around `frame`, edge-padded."""
-        h = self.au_window // 2
-        idx = np.clip(np.arange(frame - h, frame - h + self.au_window), 0, self.num_frames - 1)
-        return self.tracks["aus"][idx]
+        return frame_windows(self.tracks["aus"], np.array([frame]), self.au_window)[0]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not -len(self) <= i < len(self):

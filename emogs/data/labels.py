@@ -55,7 +55,22 @@ class LabelWriter:
 
 
 def read_labels(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield (H, W) uint8 label maps in order."""
+    """Yield (H, W) uint8 label maps in order (through OpenCV where PyAV is missing: `emogs.io.media`)."""
+    from emogs.io.media import backend
+
+    if backend() == "opencv":
+        import cv2
+
+        cap = cv2.VideoCapture(str(path))
+        cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+        try:
+            while True:
+                ok, f = cap.read()
+                if not ok:
+                    return
+                yield np.ascontiguousarray(f if f.ndim == 2 else f[..., 0])
+        finally:
+            cap.release()
     import av
 
     with av.open(str(path)) as c:

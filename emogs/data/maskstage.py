@@ -17,7 +17,7 @@ import numpy as np
 from emogs.data.masks import (MaskConfig, PersonMasker, background_from_keyframes, background_plate,
                               compose_labels, grabcut_person, keyframe_indices, upsample_mask)
 
-FPS = 25
+from emogs.constants import FPS
 FrameSource = Callable[[Collection[int] | None], Iterable[np.ndarray | None]]
 
 

@@ -8,7 +8,6 @@ unless `force`. See docs/prepare.md.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -22,10 +21,9 @@ from typing import Callable
 import numpy as np
 
 from emogs.errors import InputError
-from emogs.io.atomic import atomic_path, read_json, write_json
+from emogs.io.atomic import atomic_path, read_json, sha256_file, write_json
 
-FPS = 25
-SAMPLE_RATE = 16000
+from emogs.constants import FPS, SAMPLE_RATE
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 MIN_SECONDS = 2.0
 STATE_DIR = ".prepare"
@@ -104,14 +102,6 @@ class StageState:
 
 
 # --- input / output checks ---------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def validate_input(video: Path, cfg: PrepareConfig):
     """Probe the video and reject what cannot make a dataset. -> emogs.io.media.VideoInfo."""
     from emogs.io.media import probe, read_frames

@@ -17,7 +17,7 @@ import numpy as np
 
 from emogs.errors import InputError
 
-FPS = 25
+from emogs.constants import FPS
 
 
 @dataclass

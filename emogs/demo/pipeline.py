@@ -14,7 +14,6 @@ Layout of the output folder: docs/demo.md.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -27,7 +26,6 @@ import numpy as np
 from emogs.errors import InputError
 from emogs.io.atomic import read_json, write_json
 
-FPS = 25.0
 SUBJECT_TEXT_QUICK = "Hello, I am a small test person. I can talk to you."
 SPEECH_TEXT = ("This is brand new speech that I never heard while training. "
                "Watch my brows go up, and now a happy face.")
@@ -88,15 +86,17 @@ def make_settings(quick: bool, device: str, video: str | Path | None) -> DemoSet
 
 def train_config(s: DemoSettings):
     """TrainConfig for the settings: cpu_config / gpu_config, smaller head and schedule on CPU."""
+    from emogs.config import override
     from emogs.train.config import cpu_config, gpu_config
 
     cfg = gpu_config() if s.train_preset == "gpu" else cpu_config()
-    model = dataclasses.replace(cfg.model, **s.model_overrides)
-    dens = cfg.densify if s.max_gaussians is None else dataclasses.replace(cfg.densify, max_gaussians=s.max_gaussians)
-    cfg = dataclasses.replace(cfg, model=model, densify=dens, resolution=s.train_resolution, device=s.device)
+    changes: dict[str, Any] = {"model": dict(s.model_overrides), "resolution": s.train_resolution, "device": s.device}
+    if s.max_gaussians is not None:
+        changes["densify.max_gaussians"] = s.max_gaussians
+    cfg = override(cfg, changes)
     if cfg.iters != s.train_iters:
         cfg = cfg.scaled(s.train_iters)
-    return dataclasses.replace(cfg, log_every=max(1, min(cfg.log_every, s.train_iters // 12)))
+    return override(cfg, log_every=max(1, min(cfg.log_every, s.train_iters // 12)))
 
 
 # --- stage bookkeeping --------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def stage_report(out: Path, s: DemoSettings, runner: StageRunner) -> bool:
 
 # --- entry point ------------------------------------------------------------------------------------
 def _device(name: str) -> str:
-    from emogs.train.loop import resolve_device
+    from emogs.runtime import resolve_device
 
     if name not in ("auto", "cpu", "cuda"):
         raise InputError(f"--device must be auto, cpu or cuda, got {name!r}")

@@ -99,7 +99,13 @@ def weights_path(net: str = "alex") -> Path:
     """Safetensors copy of the converted weights in the emogs cache (made once, keyed by the source file hash)."""
     from safetensors.torch import save_file
 
-    src = assets.lpips_weights(net)
+    try:
+        src = assets.lpips_weights(net)
+    except MissingAssetError:
+        p = assets.packed_asset(f"lpips_{net}.safetensors")
+        if p is None:
+            raise
+        return p
     h = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
     dst = assets.cache_dir() / f"lpips_{net}_{h}.safetensors"
     if not dst.is_file():

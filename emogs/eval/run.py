@@ -11,15 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from emogs.constants import FPS, SAMPLE_RATE
 from emogs.errors import InputError
 from emogs.eval.report import write_report
 from emogs.eval.suite import EvalOptions, evaluate_frames
-from emogs.io.atomic import read_json
 from emogs.io.media import load_audio, probe, read_frames
-
-FPS = 25.0
-SAMPLE_RATE = 16000
-BENCHMARK_FILES = ("render_benchmark.json", "benchmark.json")
 
 
 def _stream_starts(path: Path) -> tuple[float, float]:
@@ -89,26 +85,15 @@ def split_side_by_side(frames):
     return half(a, False), half(b, True)
 
 
-def read_benchmark_fps(run: Path) -> tuple[float | None, str | None]:
-    """`fps` (or `render_fps`) from RUN/render_benchmark.json or RUN/benchmark.json, when present."""
-    for name in BENCHMARK_FILES:
-        p = run / name
-        if p.is_file():
-            d = read_json(p)
-            for key in ("fps", "render_fps"):
-                if isinstance(d, dict) and isinstance(d.get(key), (int, float)):
-                    return float(d[key]), str(p)
-    return None, None
-
-
 def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = None,
              emotion: str | None = None, options: EvalOptions | None = None) -> Path:
     """Evaluate a training run from RUN/<split>_render.mp4 (render | ground truth side by side, split audio
     muxed in). Adds `fps` from the render benchmark file and keeps RUN/metrics.json as `meta.inputs.train_metrics`."""
-    run = Path(run)
-    if not run.is_dir():
-        raise InputError(f"{run}: not a run folder")
-    video = run / f"{split}_render.mp4"
+    from emogs.run import open_run
+
+    folder = open_run(run)
+    run = folder.path
+    video = folder.split_render_path(split)
     if not video.is_file():
         raise InputError(f"{video} not found (train writes test_render.mp4; other splits need a render first)")
     o = options or EvalOptions()
@@ -117,12 +102,13 @@ def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = 
     res = evaluate_frames(pred, gt, load_aligned_audio(video), o)
     inputs: dict[str, Any] = {"run": str(run), "split": split, "video": str(video),
                               "layout": "left half = render, right half = ground truth", "emotion": o.emotion}
-    fps, src = read_benchmark_fps(run)
+    fps, src = folder.benchmark_fps()
     if fps is not None:
         res.metrics["fps"] = fps
         inputs["fps_source"] = src
     else:
-        res.notes.append("no render benchmark file (" + " / ".join(BENCHMARK_FILES) + "): fps not reported")
-    if (run / "metrics.json").is_file():
-        inputs["train_metrics"] = read_json(run / "metrics.json")
+        res.notes.append("no render benchmark file (scripts/gpu_render_fps.py writes one): fps not reported")
+    train_metrics = folder.metrics()
+    if train_metrics is not None:
+        inputs["train_metrics"] = train_metrics
     return write_report(res, Path(out_dir) if out_dir else run / f"eval_{split}", inputs, title=f"emogs eval {run.name}")

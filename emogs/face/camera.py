@@ -116,7 +116,17 @@ def canonical_face_mesh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Vertex i corresponds to landmark i of the 478 (the 10 iris landmarks have no mesh vertex).
     Coordinates: x to the viewer's right, y up, z towards the viewer (out of the face), cm.
     """
-    v, f, uv, _ = _geometry_metadata()
+    from emogs.errors import MissingAssetError
+    from emogs.io.assets import packed_asset
+
+    try:
+        v, f, uv, _ = _geometry_metadata()
+    except MissingAssetError:
+        p = packed_asset("canonical_face_mesh.npz")
+        if p is None:
+            raise
+        with np.load(p, allow_pickle=False) as z:
+            return z["vertices"].copy(), z["faces"].copy(), z["uvs"].copy()
     return v.copy(), f.copy(), uv.copy()
 
 

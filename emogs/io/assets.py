@@ -59,6 +59,16 @@ def silero_vad_onnx() -> Path:
     return _file("faster_whisper", "assets/silero_vad_v6.onnx", "faster-whisper")
 
 
+def packed_asset(name: str) -> Path | None:
+    """A model file copied into the folder named by EMOGS_ASSETS (for machines without the packages that ship
+    it, e.g. the GPU machine: `python -m emogs.train.gpu pack-assets DIR` writes one), or None."""
+    d = os.environ.get("EMOGS_ASSETS")
+    if not d:
+        return None
+    p = Path(d) / name
+    return p if p.is_file() else None
+
+
 def cache_dir() -> Path:
     d = Path(os.environ.get("EMOGS_CACHE", Path.home() / ".cache" / "emogs"))
     d.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,12 @@
 
 Frames are numpy uint8 RGB arrays (H, W, 3). Audio is float32 mono in [-1, 1] at a requested rate.
 Writers go through a temporary file and rename, so a crash never leaves a playable half-file.
+
+Backends: PyAV normally. Where PyAV is not installed (the GPU machine's image), or with
+`EMOGS_MEDIA_BACKEND=opencv`, video goes through OpenCV's bundled FFmpeg instead: decoding at the file's own
+frame rate (no resampling), writing MPEG-4 part 2 without an audio track (the audio is written beside the
+video as `<name>.wav`; `python -m emogs.io.media mux VIDEO` muxes it where PyAV exists), and audio only from
+16-bit mono WAV files. `backend()` says which one is in use.
 """
 from __future__ import annotations
 
@@ -15,6 +21,26 @@ import numpy as np
 
 from emogs.errors import InputError
 from emogs.io.atomic import atomic_path
+
+
+def backend() -> str:
+    """"pyav" or "opencv" (see the module docstring)."""
+    import importlib.util
+    import os
+
+    want = os.environ.get("EMOGS_MEDIA_BACKEND", "auto")
+    if want not in ("auto", "pyav", "opencv"):
+        raise InputError(f"EMOGS_MEDIA_BACKEND={want!r}: choose auto, pyav or opencv")
+    if want == "auto":
+        return "pyav" if importlib.util.find_spec("av") is not None else "opencv"
+    return want
+
+
+def _check_input(path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a media file")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
 
 
 @dataclass(frozen=True)
@@ -35,8 +61,7 @@ def _open(path: str | Path):
     import av
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    _check_input(path)
     try:
         return av.open(str(path))
     except Exception as e:  # av.error.InvalidDataError and friends
@@ -45,6 +70,8 @@ def _open(path: str | Path):
 
 def probe(path: str | Path) -> VideoInfo:
     """Read stream facts; raise InputError if there is no video stream."""
+    if backend() == "opencv":
+        return _cv2_probe(Path(path))
     with _open(path) as c:
         if not c.streams.video:
             raise InputError(f"{path}: has no video stream")
@@ -116,6 +143,14 @@ def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int
 
 def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
     """Decode the first audio stream of any media file to float32 mono at `sample_rate`."""
+    if backend() == "opencv":
+        _check_input(Path(path))
+        if Path(path).suffix.lower() != ".wav":
+            raise InputError(f"{path}: without PyAV only 16-bit mono WAV audio can be read (pip install av)")
+        wav = read_wav(path)
+        if sample_rate != 16000:
+            raise InputError("without PyAV audio is read at 16 kHz only")
+        return wav if max_seconds is None else wav[: int(round(max_seconds * sample_rate))]
     import av
 
     with _open(path) as c:
@@ -167,6 +202,8 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25,
     """Encode RGB uint8 frames to MP4 (H.264, browser-playable with yuv420p), muxing mono float `audio`
     as AAC when given. `crf` and `preset` are libx264's. Returns the number of frames written. Atomic:
     temp file then rename."""
+    if backend() == "opencv":
+        return _cv2_write(Path(path), frames, fps, audio, sample_rate)
     import av
 
     path = Path(path)
@@ -212,3 +249,93 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25,
 def frames_for_audio(num_samples: int, sample_rate: int = 16000, fps: float = 25) -> int:
     """Number of video frames covering an audio clip exactly (rounded up)."""
     return int(math.ceil(num_samples * fps / sample_rate - 1e-9))
+
+
+# -- the OpenCV backend (no PyAV) ------------------------------------------------------------------------
+def _cv2_capture(path: Path):
+    import cv2
+
+    _check_input(path)
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InputError(f"{path}: not a readable video (OpenCV)")
+    return cap
+
+
+def _cv2_probe(path: Path) -> VideoInfo:
+    import cv2
+
+    cap = _cv2_capture(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 25.0)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()
+    side = path.with_suffix(".wav")
+    return VideoInfo(str(path), w, h, fps, n / fps if fps else 0.0, n, side.is_file(), 16000 if side.is_file() else None,
+                     1 if side.is_file() else None, "unknown (OpenCV)")
+
+
+def _cv2_frames(path: Path, fps: float | None, size: tuple[int, int] | None, max_seconds: float | None):
+    import cv2
+
+    cap = _cv2_capture(path)
+    src = float(cap.get(cv2.CAP_PROP_FPS) or 25.0)
+    if fps is not None and abs(src - fps) > 1e-3:
+        cap.release()
+        raise InputError(f"{path}: {src:g} fps; resampling to {fps:g} fps needs PyAV (pip install av)")
+    limit = math.inf if max_seconds is None else max_seconds * src
+    i = 0
+    try:
+        while i < limit:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            rgb = bgr[..., ::-1] if bgr.ndim == 3 else np.repeat(bgr[..., None], 3, -1)
+            if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
+                rgb = cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_AREA)
+            yield np.ascontiguousarray(rgb)
+            i += 1
+    finally:
+        cap.release()
+
+
+def _cv2_write(path: Path, frames: Iterable[np.ndarray], fps: float, audio: np.ndarray | None,
+               sample_rate: int) -> int:
+    import sys
+
+    import cv2
+
+    n, vw = 0, None
+    with atomic_path(path) as tmp:
+        for img in frames:
+            if vw is None:
+                vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0]))
+            vw.write(np.ascontiguousarray(img[..., 2::-1]))
+            n += 1
+        if vw is not None:
+            vw.release()
+        if n == 0:
+            raise ValueError("no frames to write")
+    if audio is not None:
+        write_wav(path.with_suffix(".wav"), audio, sample_rate)
+        print(f"note: no PyAV here: {path} has no audio track; the audio is in {path.with_suffix('.wav')} "
+              f"(mux it with `python -m emogs.io.media mux {path}` where PyAV is installed)", file=sys.stderr)
+    return n
+
+
+def mux(video: str | Path) -> Path:
+    """Re-encode VIDEO (written by the OpenCV backend) with VIDEO.wav muxed in as its audio track."""
+    video = Path(video)
+    frames = list(read_frames(video))
+    write_video(video, iter(frames), fps=probe(video).fps, audio=load_audio(video.with_suffix(".wav")))
+    return video
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "mux":
+        sys.exit("usage: python -m emogs.io.media mux VIDEO.mp4")
+    print(mux(sys.argv[2]))

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# ablation variants of the paper: which components are on
+# ablation variants of the paper: which network components are on (the RAAR loss that goes with SZ-PAB is
+# a loss setting: emogs.train.config.variant_losses)
 VARIANTS: dict[str, dict[str, bool]] = {
-    "audio": dict(use_au=False, use_citae=False, use_szpab=False, use_raar=False),
-    "au": dict(use_au=True, use_citae=False, use_szpab=False, use_raar=False),
-    "au_szpab": dict(use_au=True, use_citae=False, use_szpab=True, use_raar=True),
-    "au_citae": dict(use_au=True, use_citae=True, use_szpab=False, use_raar=False),
-    "full": dict(use_au=True, use_citae=True, use_szpab=True, use_raar=True),
+    "audio": dict(use_au=False, use_citae=False, use_szpab=False),
+    "au": dict(use_au=True, use_citae=False, use_szpab=False),
+    "au_szpab": dict(use_au=True, use_citae=False, use_szpab=True),
+    "au_citae": dict(use_au=True, use_citae=True, use_szpab=False),
+    "full": dict(use_au=True, use_citae=True, use_szpab=True),
 }
 
 
@@ -33,12 +34,10 @@ class ModelConfig:
     triplane_res: int = 32
     triplane_levels: int = 2
     hidden: int = 128
-    pose_dim: int = 16
-    # Head pose as a deformation input. Off by default: a per-frame pose vector is unique to each training
-    # frame, so the network can memorise every frame's expression from it (a frame-ID shortcut) instead of
-    # learning it from the AU and audio tokens, which then leaves AU controls without effect at render time.
-    # The head's rigid motion is the camera; ER-NeRF / TalkingGaussian also keep pose out of the head field.
-    pose_in_deform: bool = False
+    # The head pose is no input of the deformation: a per-frame pose vector is unique to each training frame,
+    # so the network could memorise every frame's expression from it (a frame-ID shortcut) instead of learning
+    # it from the AU and audio tokens, leaving AU controls without effect. The head's rigid motion is the
+    # camera; ER-NeRF / TalkingGaussian also keep pose out of the head field (docs/model.md).
     # AU basis: per-Gaussian learned displacement fields, one per AU (learned blendshapes), scaled by the
     # AU's deviation from its training mean and weighted by the Gaussian's SZ-PAB attention on that AU token.
     # A direct, linear, zone-gated path from an AU intensity to the geometry it moves (see docs/model.md).
@@ -70,7 +69,3 @@ class ModelConfig:
     @property
     def use_szpab(self) -> bool:
         return self.flags()["use_szpab"]
-
-    @property
-    def use_raar(self) -> bool:
-        return self.flags()["use_raar"]

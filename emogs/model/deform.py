@@ -7,27 +7,15 @@ import torch.nn as nn
 OUT_DIM = 14  # dxyz 3 | dquat 4 | dlog_scale 3 | dcolor_logit 3 | dopacity_logit 1
 
 
-class PoseEncoder(nn.Module):
-    """world_to_cam (B, 4, 4) -> (B, P): rotation entries and translation (cm / 50)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(12, dim), nn.GELU(), nn.Linear(dim, dim))
-
-    def forward(self, w2c: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([w2c[:, :3, :3].reshape(-1, 9), w2c[:, :3, 3] / 50.0], -1)  # (B, 12)
-        return self.mlp(x)
-
-
 class DeformNet(nn.Module):
-    """[spatial feature (N, F), attention output (B, N, d), pose (B, P)] -> offsets (B, N, 14).
+    """[spatial feature (N, F), attention output (B, N, d)] -> offsets (B, N, 14).
 
     The last layer starts at zero, so training starts from the canonical Gaussians."""
 
-    def __init__(self, feat_dim: int, token_dim: int, pose_dim: int, hidden: int = 128) -> None:
+    def __init__(self, feat_dim: int, token_dim: int, hidden: int = 128) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Linear(feat_dim + token_dim + pose_dim, hidden), nn.GELU(),
+            nn.Linear(feat_dim + token_dim, hidden), nn.GELU(),
             nn.Linear(hidden, hidden), nn.GELU(),
             nn.Linear(hidden, OUT_DIM),
         )
@@ -39,13 +27,12 @@ class DeformNet(nn.Module):
         lin = self.mlp[0]
         return feat @ lin.weight[:, : feat.shape[-1]].T + lin.bias
 
-    def forward(self, feat: torch.Tensor, att: torch.Tensor, pose: torch.Tensor,
-                feat_h: torch.Tensor | None = None) -> torch.Tensor:
-        """feat (N, F), att (B, N, d), pose (B, P) -> (B, N, 14). The first layer is applied to the three
-        parts separately (identical to a Linear on their concatenation, without building (B, N, F+d+P));
-        `feat_h` is a cached `feature_part(feat)`."""
-        w = self.mlp[0].weight  # (hidden, F + d + P)
-        nf, d = feat.shape[-1], att.shape[-1]
+    def forward(self, feat: torch.Tensor, att: torch.Tensor, feat_h: torch.Tensor | None = None) -> torch.Tensor:
+        """feat (N, F), att (B, N, d) -> (B, N, 14). The first layer is applied to the two parts separately
+        (identical to a Linear on their concatenation, without building (B, N, F+d)); `feat_h` is a cached
+        `feature_part(feat)`."""
+        w = self.mlp[0].weight  # (hidden, F + d)
+        nf = feat.shape[-1]
         fh = self.feature_part(feat) if feat_h is None else feat_h  # (N, hidden)
-        h = fh[None] + att @ w[:, nf:nf + d].T + (pose @ w[:, nf + d:].T)[:, None]  # (B, N, hidden)
+        h = fh[None] + att @ w[:, nf:].T  # (B, N, hidden)
         return self.mlp[1:](h)

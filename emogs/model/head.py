@@ -1,8 +1,8 @@
 """TalkingHead: canonical Gaussians + audio/AU-driven deformation, rendered and composited over a plate.
 
-Inference API (used by training, `emogs render`, `emogs eval`): `TalkingHead.forward(world_to_cam, K,
-audio, au_window, width, height, background)` renders a batch of frames from caller-supplied audio
-feature windows and AU windows, so AU controls can be set explicitly.
+`TalkingHead.deformed(audio, au_window)` gives the per-frame Gaussians from caller-supplied audio feature
+windows and AU windows (so AU controls can be set explicitly); `forward` rasterises them and composites
+over a plate (`splat`, shared with the inference path in `emogs.model.infer`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from emogs.model.audio_enc import AudioEncoder
 from emogs.model.cit_ae import CITAE, PlainAUEncoder
 from emogs.model.config import ModelConfig
-from emogs.model.deform import OUT_DIM, DeformNet, PoseEncoder
+from emogs.model.deform import OUT_DIM, DeformNet
 from emogs.model.encodings import TriPlane
 from emogs.model.gaussians import GaussianSet
 from emogs.model.szpab import SZPAB, TOKEN_AU, TOKEN_AUDIO, ZONE_OTHER, bias_table
@@ -56,14 +56,18 @@ class TalkingHead(nn.Module):
         if cfg.au_basis_zones not in ("face", "all"):
             raise ValueError(f"au_basis_zones must be 'face' or 'all', not '{cfg.au_basis_zones}'")
         self.szpab = SZPAB(self.encoding.out_dim, d, cfg.heads, bias, use_bias=flags["use_szpab"])
-        self.pose = PoseEncoder(cfg.pose_dim)
-        self.deform = DeformNet(self.encoding.out_dim, d, cfg.pose_dim, cfg.hidden)
+        self.deform = DeformNet(self.encoding.out_dim, d, cfg.hidden)
         self.register_buffer("au_mean", torch.zeros(cfg.num_aus))  # (K,) training-mean AUs (the default face)
         self.au_basis = None
         if self.use_au and cfg.au_basis:
             self.au_basis = nn.Linear(self.encoding.out_dim, cfg.num_aus * OUT_DIM)  # feat -> (K, 14) per Gaussian
             nn.init.zeros_(self.au_basis.weight)
             nn.init.zeros_(self.au_basis.bias)
+
+    @staticmethod
+    def feature_dim(cfg: ModelConfig) -> int:
+        """Width of the per-Gaussian spatial feature (the tri-plane's output) for a config."""
+        return cfg.triplane_channels * cfg.triplane_levels  # TriPlane.out_dim
 
     @classmethod
     def from_state_dict(cls, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> "TalkingHead":
@@ -131,16 +135,14 @@ class TalkingHead(nn.Module):
             self._static_key, self._static_val = key, out
         return out
 
-    def deformed(self, world_to_cam: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor) -> dict:
-        """Per-frame Gaussians: means (B,N,3), quats (B,N,4), scales (B,N,3), opacities (B,N), colors (B,N,3)."""
+    def deformed(self, audio: torch.Tensor, au_window: torch.Tensor) -> dict:
+        """audio (B,R,D), au_window (B,T,K) -> per-frame Gaussians: means (B,N,3), quats (B,N,4), scales
+        (B,N,3), opacities (B,N), colors (B,N,3), plus attn, token_type, offsets."""
         g = self.gaussians
         st = self.static_features()
         toks, ttype = self.tokens(audio, au_window)
         att, attn = self.szpab(st["feat"], toks, g.zone, ttype, q=st["q"])  # (B, N, d), (B, N, L)
-        pose = self.pose(world_to_cam)  # (B, P)
-        if not self.cfg.pose_in_deform:
-            pose = torch.zeros_like(pose)
-        off = self.deform(st["feat"], att, pose, feat_h=st["feat_h"])  # (B, N, 14)
+        off = self.deform(st["feat"], att, feat_h=st["feat_h"])  # (B, N, 14)
         if self.au_basis is not None:
             off = off + self.au_offsets(st["basis"], attn, ttype, au_window)
         return dict(
@@ -156,33 +158,21 @@ class TalkingHead(nn.Module):
                 backend: str = "auto") -> HeadOutput:
         """Render B frames. world_to_cam (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K),
         background (B,H,W,3) or (H,W,3) or None (black)."""
-        from emogs.render import rasterize
-
-        d = self.deformed(world_to_cam, audio, au_window)
-        out = rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], world_to_cam, K,
-                        width, height, backend=backend)
-        head = out.colors[..., :3]  # (B, H, W, 3) premultiplied by alpha
-        rgb = head if background is None else head + (1 - out.alpha) * background
-        return HeadOutput(rgb, out.alpha, out.depth, head, d["attn"], d["token_type"], d["means"], d["offsets"])
+        d = self.deformed(audio, au_window)
+        rgb, alpha, depth, head = splat(d, world_to_cam, K, width, height, background, backend)
+        return HeadOutput(rgb, alpha, depth, head, d["attn"], d["token_type"], d["means"], d["offsets"])
 
 
-@torch.no_grad()
-def render_frames(model: TalkingHead, world_to_cam: torch.Tensor, K: torch.Tensor, audio: torch.Tensor,
-                  au_window: torch.Tensor, width: int, height: int, background: torch.Tensor | None = None,
-                  batch: int = 4, backend: str = "auto") -> torch.Tensor:
-    """Render F frames from caller-supplied controls -> uint8 (F, H, W, 3) on the CPU.
+def splat(d: dict[str, torch.Tensor], world_to_cam: torch.Tensor, K: torch.Tensor, width: int, height: int,
+          background: torch.Tensor | None = None, backend: str = "auto"
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Deformed Gaussians (`TalkingHead.deformed` keys means/quats/scales/opacities/colors) -> rasterised and
+    composited over `background` (B,H,W,3), (H,W,3) or None (black): (rgb (B,H,W,3), alpha (B,H,W,1),
+    depth (B,H,W,1), head rgb premultiplied by alpha (B,H,W,3))."""
+    from emogs.render import rasterize
 
-    world_to_cam (F,4,4); K (3,3) or (F,3,3) in pixels of the output size; audio (F,R,D) feature
-    windows; au_window (F,T,17) AU windows (set them to steer expressions); background (H,W,3) in [0,1]."""
-    dev = next(model.parameters()).device
-    n = world_to_cam.shape[0]
-    if K.dim() == 2:
-        K = K.expand(n, 3, 3)
-    frames = []
-    for i in range(0, n, batch):
-        sl = slice(i, min(n, i + batch))
-        bg = None if background is None else background.to(dev).expand(sl.stop - sl.start, -1, -1, -1)
-        out = model(world_to_cam[sl].to(dev).float(), K[sl].to(dev).float(), audio[sl].to(dev).float(),
-                    au_window[sl].to(dev).float(), width, height, bg, backend=backend)
-        frames.append((out.rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
-    return torch.cat(frames)
+    out = rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], world_to_cam, K,
+                    width, height, backend=backend)
+    head = out.colors[..., :3]
+    rgb = head if background is None else head + (1 - out.alpha) * background
+    return rgb, out.alpha, out.depth, head

@@ -20,14 +20,14 @@ from typing import Callable
 
 import torch
 
-from emogs.model.head import TalkingHead
+from emogs.model.head import TalkingHead, splat
 
 MODES = ("eager", "graph", "graph-bf16")
 OUT_KEYS = ("means", "quats", "scales", "opacities", "colors")
 
 
 class DeformEngine:
-    """`engine(world_to_cam (B,4,4), audio (B,R,D), au_window (B,T,K))` -> dict of per-frame Gaussians
+    """`engine(audio (B,R,D), au_window (B,T,K))` -> dict of per-frame Gaussians
     (means (B,N,3), quats (B,N,4), scales (B,N,3), opacities (B,N), colors (B,N,3)), as `model.deformed`.
 
     In graph modes the returned tensors belong to the engine and are overwritten by the next call with the
@@ -44,13 +44,13 @@ class DeformEngine:
         self.warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr, flush=True))
         self._graphs: dict[tuple, tuple] = {}  # input shapes -> (graph, static inputs, static outputs)
 
-    def _eager(self, w2c: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _eager(self, audio: torch.Tensor, au_window: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.mode == "graph-bf16", cache_enabled=False):
-            d = self.model.deformed(w2c, audio, au_window)
+            d = self.model.deformed(audio, au_window)
         return {k: d[k].float() for k in OUT_KEYS}
 
-    def _capture(self, w2c: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor) -> tuple:
-        ins = (w2c.clone(), audio.clone(), au_window.clone())
+    def _capture(self, audio: torch.Tensor, au_window: torch.Tensor) -> tuple:
+        ins = (audio.clone(), au_window.clone())
         self.model.static_features()  # fill the inference cache outside the capture
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -64,20 +64,20 @@ class DeformEngine:
         return graph, ins, outs
 
     @torch.no_grad()
-    def __call__(self, w2c: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, audio: torch.Tensor, au_window: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.mode == "eager":
-            return self._eager(w2c, audio, au_window)
-        key = (tuple(w2c.shape), tuple(audio.shape), tuple(au_window.shape))
+            return self._eager(audio, au_window)
+        key = (tuple(audio.shape), tuple(au_window.shape))
         if key not in self._graphs:
             try:
-                self._graphs[key] = self._capture(w2c, audio, au_window)
+                self._graphs[key] = self._capture(audio, au_window)
             except Exception as e:  # noqa: BLE001 - any capture problem: render eagerly instead
                 self.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); rendering without it")
                 self.mode = "eager"
                 torch.cuda.synchronize()
-                return self._eager(w2c, audio, au_window)
+                return self._eager(audio, au_window)
         graph, ins, outs = self._graphs[key]
-        for dst, src in zip(ins, (w2c, audio, au_window)):
+        for dst, src in zip(ins, (audio, au_window)):
             dst.copy_(src, non_blocking=True)
         graph.replay()
         return outs
@@ -86,14 +86,8 @@ class DeformEngine:
 def composite_u8(d: dict[str, torch.Tensor], w2c: torch.Tensor, K: torch.Tensor, width: int, height: int,
                  background: torch.Tensor | None, backend: str = "auto") -> torch.Tensor:
     """Deformed Gaussians (`DeformEngine` output) -> rasterised, composited over `background` (B,H,W,3) or
-    black -> uint8 (B, H, W, 3) on the device."""
-    from emogs.render import rasterize
-
-    out = rasterize(d["means"], d["quats"], d["scales"], d["opacities"], d["colors"], w2c, K, width, height,
-                    backend=backend)
-    rgb = out.colors[..., :3]  # (B, H, W, 3) premultiplied
-    if background is not None:
-        rgb = rgb + (1 - out.alpha) * background
+    black (`emogs.model.head.splat`, as in training) -> uint8 (B, H, W, 3) on the device."""
+    rgb = splat(d, w2c, K, width, height, background, backend)[0]
     return (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
@@ -103,7 +97,7 @@ def render_with_engine(engine: DeformEngine, w2c: torch.Tensor, K: torch.Tensor,
                        backend: str = "auto") -> torch.Tensor:
     """One batch through the engine, the rasteriser and compositing -> uint8 (B, H, W, 3) on the device.
     w2c (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K), background (B,H,W,3) or None."""
-    return composite_u8(engine(w2c, audio, au_window), w2c, K, width, height, background, backend)
+    return composite_u8(engine(audio, au_window), w2c, K, width, height, background, backend)
 
 
 class PipelinedRenderer:
@@ -128,13 +122,13 @@ class PipelinedRenderer:
         return self.engines[0].mode
 
     def _launch(self, slot: int, b: tuple) -> dict[str, torch.Tensor]:
-        w2c, _, audio, au_window = b[:4]
+        audio, au_window = b[2], b[3]
         if not self.cuda:
-            return self.engines[slot](w2c, audio, au_window)
+            return self.engines[slot](audio, au_window)
         self.side.wait_stream(torch.cuda.current_stream())  # inputs uploaded on the main stream
         with torch.cuda.stream(self.side):
             self.side.wait_event(self.free[slot])  # the rasteriser is done with this slot's previous outputs
-            d = self.engines[slot](w2c, audio, au_window)
+            d = self.engines[slot](audio, au_window)
             self.ready[slot].record(self.side)
         return d
 

@@ -6,8 +6,8 @@ training (AU25 / AU26 above all), so rendering new speech with those AUs held at
 nearly still (docs/new_speech_sync.md). At render time the speech AUs therefore follow the audio: their
 predicted deviation from the training mean is added wherever the user did not set them (`ControlPlan.mask`).
 
-Fit on the training split of the dataset (`fit`), saved beside the model as RUN/speech_aus.safetensors (no
-pickle), applied by `emogs.Avatar`. Features: the model's own audio window (2*audio_window rows centred on the
+Fitted on the training split's arrays (`fit_arrays`, called by training), stored in the run folder by
+`emogs.run` (`to_arrays` / `from_arrays`), applied by `emogs.Avatar`. Pure: arrays in, arrays out. Features: the model's own audio window (2*audio_window rows centred on the
 frame), each row normalised over its feature dimension (as the model's LayerNorm does, so loudness does not
 matter), flattened and standardised; ridge in dual form; ridge strength by contiguous 5-fold cross-validation;
 per-AU gain from the out-of-fold predictions (ridge shrinks); AUs whose out-of-fold correlation stays below
@@ -15,9 +15,8 @@ per-AU gain from the out-of-fold predictions (ridge shrinks); AUs whose out-of-f
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -26,7 +25,6 @@ from emogs.face.aus import AU_NAMES
 SPEECH_AUS = ("AU17", "AU20", "AU23", "AU25", "AU26")
 ALPHAS = (1e2, 1e3, 1e4, 3e4)  # ridge strengths tried (times the feature count / 1000)
 MIN_R = 0.3  # out-of-fold correlation an AU needs to be driven by speech
-FILE = "speech_aus.safetensors"
 
 
 def _rows_norm(x: np.ndarray) -> np.ndarray:
@@ -34,12 +32,11 @@ def _rows_norm(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-5)
 
 
-def window_features(rows: np.ndarray, rows_per_frame: int, frames: np.ndarray, half: int) -> np.ndarray:
-    """(R, D) feature rows -> (len(frames), 2*half*D) flattened, row-normalised windows (as the model sees)."""
-    from emogs.data.dataset import feature_windows
-
-    w = feature_windows(rows, rows_per_frame, frames, half).astype(np.float32)  # (F, 2*half, D)
-    return _rows_norm(w).reshape(len(frames), -1)
+def window_features(windows: np.ndarray) -> np.ndarray:
+    """(F, 2*half, D) audio feature windows (as the model sees them, `emogs.data.windows.feature_windows`)
+    -> (F, 2*half*D) flattened, row-normalised features."""
+    w = np.asarray(windows, np.float32)
+    return _rows_norm(w).reshape(len(w), -1)
 
 
 def _ridge(X: np.ndarray, Y: np.ndarray, alpha: float) -> np.ndarray:
@@ -68,14 +65,14 @@ class SpeechAUs:
         """(F, P) window features -> (F, k) predicted AU deviation from the training mean."""
         return ((feats - self.mean_x) / self.std_x) @ self.weight
 
-    def deviation_from_rows(self, rows: np.ndarray, rows_per_frame: int, num_frames: int, half: int,
-                            chunk: int = 1024) -> np.ndarray:
-        """(R, D) audio feature rows -> (num_frames, k) predicted deviation, `chunk` frames at a time (the
-        flattened windows of a long clip would not fit in memory at once)."""
+    def deviation(self, windows_of: Callable[[np.ndarray], np.ndarray], num_frames: int,
+                  chunk: int = 1024) -> np.ndarray:
+        """-> (num_frames, k) predicted deviation, `chunk` frames at a time (the flattened windows of a long
+        clip would not fit in memory at once); `windows_of(frame ids)` gives their (n, 2*half, D) windows."""
         out = np.zeros((num_frames, len(self.au_index)), np.float32)
         for s in range(0, num_frames, chunk):
             ids = np.arange(s, min(num_frames, s + chunk))
-            out[ids] = self.predict_deviation(window_features(rows, rows_per_frame, ids, half))
+            out[ids] = self.predict_deviation(window_features(windows_of(ids)))
         return out
 
     def add_deviation(self, au: np.ndarray, mask: np.ndarray, dev: np.ndarray) -> np.ndarray:
@@ -91,25 +88,22 @@ class SpeechAUs:
         prediction."""
         return self.add_deviation(au, mask, self.predict_deviation(feats))
 
-    def save(self, path: str | Path) -> None:
-        from safetensors.numpy import save_file
-
-        from emogs.io.atomic import atomic_path
-
-        t = dict(au_index=self.au_index.astype(np.int64), mean_x=self.mean_x, std_x=self.std_x,
-                 weight=self.weight, mean_y=self.mean_y)
-        with atomic_path(Path(path)) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in t.items()}, str(tmp),
-                      metadata={"info": json.dumps(self.info)})
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(named arrays, info) for storage."""
+        return dict(au_index=self.au_index.astype(np.int64), mean_x=self.mean_x, std_x=self.std_x,
+                    weight=self.weight, mean_y=self.mean_y), dict(self.info)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SpeechAUs":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="np") as f:
-            t = {k: f.get_tensor(k) for k in f.keys()}
-            info = json.loads((f.metadata() or {}).get("info", "{}"))
-        return cls(t["au_index"].astype(np.int64), t["mean_x"], t["std_x"], t["weight"], t["mean_y"], info)
+    def from_arrays(cls, t: dict[str, np.ndarray], info: dict) -> "SpeechAUs":
+        """Inverse of `to_arrays`; ValueError when the arrays do not fit together."""
+        s = cls(np.asarray(t["au_index"]).astype(np.int64), np.asarray(t["mean_x"], np.float32),
+                np.asarray(t["std_x"], np.float32), np.asarray(t["weight"], np.float32),
+                np.asarray(t["mean_y"], np.float32), dict(info))
+        k, P = len(s.au_index), len(s.mean_x)
+        if s.weight.shape != (P, k) or s.std_x.shape != (P,) or s.mean_y.shape != (k,) or \
+                (k and (s.au_index.min() < 0 or s.au_index.max() >= len(AU_NAMES))):
+            raise ValueError("speech-AU arrays do not fit together")
+        return s
 
 
 def fit_arrays(feats: np.ndarray, aus: np.ndarray, folds: int = 5) -> SpeechAUs:
@@ -145,49 +139,3 @@ def fit_arrays(feats: np.ndarray, aus: np.ndarray, folds: int = 5) -> SpeechAUs:
                 driven=[n for n, k in zip(SPEECH_AUS, keep) if k], frames=int(N), min_r=MIN_R)
     return SpeechAUs(idx[keep], mean_x.astype(np.float32), std_x.astype(np.float32),
                      W[:, keep].astype(np.float32), mean_y[keep].astype(np.float32), info)
-
-
-def fit(dataset: str | Path, audio_feature: str, audio_window: int) -> SpeechAUs:
-    """Fit on the dataset's training split (features and tracked AUs as `emogs prepare` wrote them)."""
-    from emogs.data.dataset import load_manifest
-
-    root = Path(dataset)
-    m = load_manifest(root)
-    rows = np.load(root / f"audio_{audio_feature}.npy", mmap_mode="r")
-    rpf = rows.shape[0] // m["num_frames"]
-    a, b = m["splits"]["train"]
-    with np.load(root / "tracks.npz", allow_pickle=False) as z:
-        aus = z["aus"][a:b]
-    s = fit_arrays(window_features(rows, rpf, np.arange(a, b), audio_window), aus)
-    s.info.update(audio_feature=audio_feature, audio_window=audio_window)
-    return s
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m emogs.model.speech_aus RUN DATASET: fit for a run trained before runs carried the file."""
-    import argparse
-
-    from emogs.train.config import load_run_config
-
-    p = argparse.ArgumentParser(prog="python -m emogs.model.speech_aus")
-    p.add_argument("run", type=Path)
-    p.add_argument("dataset", type=Path)
-    a = p.parse_args(argv)
-    from emogs.data.dataset import load_manifest
-    from emogs.errors import InputError
-    from emogs.io.atomic import read_json
-
-    want = read_json(a.run / "dataset.json")["manifest"]["source"]["sha256"]
-    if load_manifest(a.dataset)["source"]["sha256"] != want:
-        raise InputError(f"{a.dataset} is not the dataset {a.run} was trained on")
-    mc = load_run_config(a.run / "config.json").model
-    s = fit(a.dataset, mc.audio_feature, mc.audio_window)
-    s.save(a.run / FILE)
-    print(json.dumps(s.info, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))

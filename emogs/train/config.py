@@ -3,9 +3,7 @@ RUN/config.json next to every checkpoint. Two presets: `cpu_config()` (small, CI
 `gpu_config()` (512 px, ~10 min on one H100)."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from emogs.model.config import ModelConfig
 
@@ -19,12 +17,10 @@ class LossConfig:
     lip: float = 0.5  # L1 on the mouth-zone crop (coarse stage); fine stage uses lip * fine_lip_boost
     fine_lip_boost: float = 2.0
     alpha: float = 0.1  # rendered alpha vs the soft head mask (clean silhouette, no seam at the neck)
-    raar: float = 0.01
+    raar: float = 0.01  # region-aware attention regularisation; 0 in variants without SZ-PAB (variant_losses)
     raar_margin: float = 0.2
     mouth_depth: float = 0.1  # fine stage: mouth-interior Gaussians stay behind the lip surface
     offset_reg: float = 0.001  # small L2 on position offsets (keeps the canonical head meaningful)
-    lip_sync: float = 0.0  # hook, later issue (paper: 0.1)
-    au_consistency: float = 0.0  # hook, later issue (paper: 0.05)
 
 
 @dataclass
@@ -79,14 +75,16 @@ class TrainConfig:
 
     def scaled(self, iters: int) -> "TrainConfig":
         """Copy with `iters` total and the stage/densification/log schedule scaled proportionally."""
+        from emogs.config import override
+
         f = iters / self.iters
         d = self.densify
-        return dataclasses.replace(
-            self, iters=iters, fine_start=int(round(self.fine_start * f)),
-            densify=dataclasses.replace(d, start=int(round(d.start * f)), stop=int(round(d.stop * f)),
-                                        every=max(1, int(round(d.every * f)))),
-            preview_every=max(1, int(round(self.preview_every * f))),
-            checkpoint_every=max(1, int(round(self.checkpoint_every * f))))
+        return override(self, {
+            "iters": iters, "fine_start": int(round(self.fine_start * f)),
+            "densify": dict(start=int(round(d.start * f)), stop=int(round(d.stop * f)),
+                            every=max(1, int(round(d.every * f)))),
+            "preview_every": max(1, int(round(self.preview_every * f))),
+            "checkpoint_every": max(1, int(round(self.checkpoint_every * f)))})
 
 
 def gpu_config() -> TrainConfig:
@@ -100,65 +98,71 @@ def cpu_config() -> TrainConfig:
     """Small enough for CI on 2 cores: 128 px, ~11 k Gaussians, 600 iterations."""
     return TrainConfig(
         model=ModelConfig(num_face=6000, num_shell=4000, num_mouth=600, token_dim=32, hidden=64,
-                          triplane_channels=8, triplane_res=32, pose_dim=8, citae_hidden=16),
+                          triplane_channels=8, triplane_res=32, citae_hidden=16),
         iters=600, fine_start=400, resolution=128, log_every=25, preview_every=200, checkpoint_every=200,
         num_vote_views=20,
         densify=DensifyConfig(start=100, stop=450, every=50, max_gaussians=20_000),
         loss=LossConfig(lpips=0.0), eval_lpips=True)
 
 
-def _deep_merge(base: dict, upd: dict) -> dict:
-    for k, v in upd.items():
-        if "." in k:  # dotted key: "model.variant"
-            head, rest = k.split(".", 1)
-            base.setdefault(head, {})
-            _deep_merge(base[head], {rest: v})
-        elif isinstance(v, dict) and isinstance(base.get(k), dict):
-            _deep_merge(base[k], v)
-        else:
-            if k not in base:
-                raise ValueError(f"unknown config key '{k}'")
-            base[k] = v
-    return base
+# loss settings that go with each ablation variant (the paper's RAAR regularises SZ-PAB's attention)
+VARIANT_LOSSES: dict[str, dict] = {"audio": {"raar": 0.0}, "au": {"raar": 0.0}, "au_citae": {"raar": 0.0},
+                                   "au_szpab": {}, "full": {}}
 
 
 def build_config(device: str = "auto", iters: int | None = None, variant: str | None = None,
                  overrides: dict | None = None) -> TrainConfig:
-    """The preset for the device (CUDA: `gpu_config`, else `cpu_config`), then JSON overrides (nested or
-    dotted keys), the variant, and `iters` (which rescales the stage/densification schedule)."""
-    import json
-
+    """The preset for the device (CUDA: `gpu_config`, else `cpu_config`), then the variant (with its loss
+    settings), then the overrides (nested or dotted keys, `emogs.config.override`), then `iters` (which
+    rescales the stage/densification schedule). ValueError for unknown keys, bad types or values."""
     import torch
 
     from emogs import config as cfgio
 
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    cfg = gpu_config() if cuda else cpu_config()
-    cfg = dataclasses.replace(cfg, device=device)
-    if overrides:
-        d = _deep_merge(json.loads(json.dumps(cfgio.to_dict(cfg))), overrides)
-        cfg = cfgio.from_dict(TrainConfig, d)
-    if variant is not None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=variant))
-    cfg.model.flags()  # validates the variant
+    cfg = cfgio.override(gpu_config() if cuda else cpu_config(), device=device)
+    v = variant or (cfgio.override(cfg, overrides).model.variant if overrides else cfg.model.variant)
+    if v not in VARIANT_LOSSES:
+        raise ValueError(f"unknown variant '{v}' (choose from {', '.join(VARIANT_LOSSES)})")
+    cfg = cfgio.override(cfg, {"model.variant": v, "loss": VARIANT_LOSSES[v]})
+    if overrides:  # explicit settings win over the variant's loss defaults ...
+        cfg = cfgio.override(cfg, overrides)
+    if variant is not None:  # ... and --variant over a variant in the overrides
+        cfg = cfgio.override(cfg, {"model.variant": variant})
+    validate(cfg)
     if iters is not None and iters != cfg.iters:
+        if iters < 1:
+            raise ValueError(f"--iters must be at least 1, got {iters}")
         cfg = cfg.scaled(iters)
     return cfg
 
 
-# Model settings added after the first runs, with the value that reproduces those runs when a saved
-# config.json lacks them (new runs get the dataclass default).
-LEGACY_MODEL_DEFAULTS = {"au_basis_zones": "all", "bias_au_in_other": 0.0}
+def validate(cfg: TrainConfig) -> None:
+    """ValueError naming the first setting out of its range."""
+    cfg.model.flags()  # the variant
+    m, d = cfg.model, cfg.densify
+    checks = [("iters", cfg.iters, cfg.iters >= 1), ("resolution", cfg.resolution, 16 <= cfg.resolution <= 4096),
+              ("batch_size", cfg.batch_size, cfg.batch_size >= 1), ("fine_start", cfg.fine_start, cfg.fine_start >= 0),
+              ("device", cfg.device, cfg.device in ("auto", "cpu", "cuda")),
+              ("backend", cfg.backend, cfg.backend in ("auto", "gsplat", "torch")),
+              ("time_budget_s", cfg.time_budget_s, cfg.time_budget_s >= 0),
+              ("log_every", cfg.log_every, cfg.log_every >= 1),
+              ("preview_every", cfg.preview_every, cfg.preview_every >= 1),
+              ("checkpoint_every", cfg.checkpoint_every, cfg.checkpoint_every >= 1),
+              ("num_init_views", cfg.num_init_views, cfg.num_init_views >= 1),
+              ("num_vote_views", cfg.num_vote_views, cfg.num_vote_views >= 1),
+              ("densify.every", d.every, d.every >= 1), ("densify.max_gaussians", d.max_gaussians, d.max_gaussians >= 1),
+              ("model.num_face", m.num_face, m.num_face >= 1), ("model.num_shell", m.num_shell, m.num_shell >= 0),
+              ("model.num_mouth", m.num_mouth, m.num_mouth >= 0), ("model.heads", m.heads, m.heads >= 1),
+              ("model.token_dim", m.token_dim, m.token_dim >= 1 and m.token_dim % max(m.heads, 1) == 0),
+              ("model.audio_feature", m.audio_feature, m.audio_feature in ("mel", "whisper"))]
+    for name, value, ok in checks:
+        if not ok:
+            raise ValueError(f"{name} = {value!r} is out of range")
 
 
-def load_run_config(path: str | Path) -> TrainConfig:
-    """A run's saved config.json -> TrainConfig, filling settings newer than the run with the values it
-    was trained with (LEGACY_MODEL_DEFAULTS), not today's defaults."""
+def config_from_run(d: dict) -> TrainConfig:
+    """A run's (migrated, `emogs.run.RunFolder.config_dict`) config dict -> TrainConfig."""
     from emogs import config as cfgio
-    from emogs.io.atomic import read_json
 
-    d = read_json(path)
-    model = d.setdefault("model", {})
-    for k, v in LEGACY_MODEL_DEFAULTS.items():
-        model.setdefault(k, v)
     return cfgio.from_dict(TrainConfig, d)

@@ -9,19 +9,33 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from emogs.constants import FPS
 from emogs.eval.image import box_crop, psnr_np, ssim_np
-from emogs.io.atomic import write_json
-from emogs.model.head import TalkingHead, render_frames
+from emogs.model.head import TalkingHead
 from emogs.train.data import FrameBank, face_box
 
 
-def evaluate_test(model: TalkingHead, bank: FrameBank, run_dir: Path, cfg, audio: np.ndarray | None,
+@torch.no_grad()
+def render_bank(model: TalkingHead, bank: FrameBank, backend: str = "auto", batch: int = 4) -> np.ndarray:
+    """Every frame of a FrameBank rendered with its own cameras, audio and AU windows over the plate, through
+    the inference path (`emogs.model.infer`, as `emogs render`) -> (F, S, S, 3) uint8."""
+    from emogs.model.infer import PipelinedRenderer
+
+    n, S = len(bank), bank.size
+    r = PipelinedRenderer(model, "auto")
+    calls = ((bank.world_to_cam[i:i + batch], bank.K[i:i + batch], bank.audio[i:i + batch],
+              bank.au_window[i:i + batch], bank.background.expand(min(batch, n - i), -1, -1, -1))
+             for i in range(0, n, batch))
+    return torch.cat([f.cpu() for f in r.run(calls, S, S, backend)]).numpy()
+
+
+def evaluate_test(model: TalkingHead, bank: FrameBank, run, cfg, audio: np.ndarray | None,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Render the test split, write run's test_render.mp4 (render | GT, audio) and metrics.json."""
     from emogs.io.media import write_video
 
     model.eval()
-    frames = render_frames(model, bank.world_to_cam, bank.K, bank.audio, bank.au_window, bank.size, bank.size,
-                           bank.background, backend=cfg.backend).numpy()  # (F, S, S, 3) u8
+    frames = render_bank(model, bank, cfg.backend)  # (F, S, S, 3) u8
     gts = bank.images.cpu().numpy()
     labels = bank.labels.cpu().numpy()
     lp = None
@@ -50,9 +64,9 @@ def evaluate_test(model: TalkingHead, bank: FrameBank, run_dir: Path, cfg, audio
     metrics = dict(split="test", num_frames=len(frames), resolution=bank.size, full=mean(full), face=mean(face),
                    num_gaussians=len(model.gaussians), variant=model.cfg.variant,
                    note="full: whole frame composited over the background plate; face: box around labels 3-6")
-    write_json(run_dir / "metrics.json", metrics)
+    run.write_metrics(metrics)
     side = np.concatenate([frames, gts], axis=2)  # (F, S, 2S, 3) render | GT
-    write_video(run_dir / "test_render.mp4", iter(side), fps=25, audio=audio)
+    write_video(run.test_render_path, iter(side), fps=FPS, audio=audio)
     f, c = metrics["full"], metrics["face"]
     log(f"[train] test: PSNR {f['psnr']:.2f} SSIM {f['ssim']:.4f} LPIPS {f['lpips'] if f['lpips'] is None else round(f['lpips'], 4)}"
         f" | face PSNR {c['psnr'] if c['psnr'] is None else round(c['psnr'], 2)}")

@@ -1,11 +1,10 @@
 """The one training loop: stages ("coarse": full image; "fine": lips/mouth emphasis, LPIPS, mouth depth),
 3DGS-rate Adam groups with exponential decay, densification, logging, previews, checkpoints, resume,
-and the final test-split evaluation (test_render.mp4 + metrics.json)."""
+and the final test-split evaluation (test_render.mp4 + metrics.json). Everything it writes goes through
+the run room (`emogs.run.RunFolder`)."""
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -16,23 +15,17 @@ import torch
 
 from emogs import config as cfgio
 from emogs.errors import InputError
-from emogs.io.atomic import atomic_path, write_json
+from emogs.io.atomic import atomic_path
 from emogs.model.gaussians import View, init_head_gaussians
 from emogs.model.head import TalkingHead
-from emogs.train.checkpoint import has_checkpoint, load_checkpoint, restore_optimizer, save_checkpoint, save_model
-from emogs.train.config import TrainConfig, load_run_config
+from emogs.run import RunFolder
+from emogs.runtime import resolve_device
+from emogs.train.config import TrainConfig, config_from_run, validate
 from emogs.train.data import FrameBank
 from emogs.train.densify import DensifyStats, densify_and_prune
 from emogs.train.evaluate import evaluate_test
 from emogs.train.losses import LossContext, compute_losses
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for but no CUDA device is available")
-    return torch.device(name)
+from emogs.train.state import optimizer_tensors, restore_optimizer
 
 
 def open_datasets(root: str | Path, cfg: TrainConfig):
@@ -84,10 +77,10 @@ def init_model(cfg: TrainConfig, bank: FrameBank) -> TalkingHead:
 
 
 def _fill_data_sizes(cfg: TrainConfig, bank: FrameBank) -> TrainConfig:
-    return cfgio.override(cfg, **{"model.audio_dim": int(bank.audio.shape[-1]),
-                                  "model.audio_window": int(bank.audio.shape[1]) // 2,
-                                  "model.au_window": int(bank.au_window.shape[1]),
-                                  "model.num_aus": int(bank.au_window.shape[2])})
+    return cfgio.override(cfg, {"model.audio_dim": int(bank.audio.shape[-1]),
+                                "model.audio_window": int(bank.audio.shape[1]) // 2,
+                                "model.au_window": int(bank.au_window.shape[1]),
+                                "model.num_aus": int(bank.au_window.shape[2])})
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -115,15 +108,48 @@ def dataset_summary(ds, bank: FrameBank) -> dict[str, Any]:
                 au_max=au.max(0).tolist(), num_train_frames=len(bank))
 
 
+def _check_run_folder(run: RunFolder, manifest: dict | None, root, resume: bool) -> str:
+    """What to do with the output folder: "new", "resume" or "complete" (InputError when it holds
+    something else: another run's data, or files that are not a run)."""
+    if not run.path.exists():
+        return "new"
+    if not run.path.is_dir():
+        raise InputError(f"{run.path}: exists and is not a folder; choose another -o")
+    if not run.exists():
+        if any(run.path.iterdir()):
+            raise InputError(f"{run.path}: folder holds other files (not an emogs run); choose a new or empty -o")
+        return "new"
+    if not resume:
+        raise InputError(f"{run.path}: already holds a run (drop --no-resume to continue it, or choose a new -o)")
+    if manifest is not None:
+        run.check_dataset(manifest, root)
+    if run.is_complete():
+        return "complete"
+    return "resume" if run.has_checkpoint() else "new"
+
+
 def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, resume: bool = True,
           max_steps: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or resume) a run. `dataset`: a prepared DATASET folder, or (train_ds, test_ds) objects with
     the TalkingHeadDataset item dict. `max_steps` stops this call after that many iterations (checkpoint
-    written), as an interruption would. Returns a summary dict (final iteration, metrics if finished)."""
-    run_dir = Path(run_dir)
-    resuming = resume and has_checkpoint(run_dir)
+    written), as an interruption would. A finished run is left as it is. Returns a summary dict (final
+    iteration, metrics if finished)."""
+    run = RunFolder(run_dir)
+    manifest = None
+    if not isinstance(dataset, tuple):
+        from emogs.data.dataset import load_manifest
+
+        manifest = load_manifest(dataset)
+    what = _check_run_folder(run, manifest, dataset if manifest is not None else None, resume)
+    if what == "complete":
+        m = run.metrics() or {}
+        log(f"[train] {run.path} is complete ({run.info().get('iterations', '?')} iterations); nothing to do "
+            "(choose a new -o folder to train again)")
+        return dict(iteration=run.info().get("iterations"), finished=True, already_complete=True, metrics=m)
+    resuming = what == "resume"
     if resuming:  # the run's own config wins (the schedule must not change mid-run)
-        cfg = load_run_config(run_dir / "config.json")
+        cfg = config_from_run(run.config_dict())
+    validate(cfg)
     device = resolve_device(cfg.device)
     train_ds, test_ds = dataset if isinstance(dataset, tuple) else open_datasets(dataset, cfg)
     t0 = time.time()
@@ -133,14 +159,15 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         f"({time.time() - t0:.1f}s to load)")
     gen = torch.Generator().manual_seed(cfg.seed)
     if resuming:
-        cfg, model, tens, state = load_checkpoint(run_dir, device)
+        cfg_d, _, model, tens, state = run.load_checkpoint(device)
+        cfg = config_from_run(cfg_d)
         extent = float(state["extent"])
         opt = build_optimizer(model, cfg, extent)
         restore_optimizer(opt, tens)
         gen.set_state(tens["rng.torch"].to(torch.uint8))
         stats = DensifyStats(tens["densify.grad_accum"].to(device), tens["densify.count"].to(device))
         start = int(state["iteration"])
-        log(f"[train] resuming {run_dir} from iteration {start}")
+        log(f"[train] resuming {run.path} from iteration {start}")
     else:
         torch.manual_seed(cfg.seed)
         cfg = _fill_data_sizes(cfg, bank)
@@ -149,28 +176,18 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         opt = build_optimizer(model, cfg, extent)
         stats = DensifyStats.zeros(len(model.gaussians), device)
         start = 0
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfgio.save(cfg, run_dir / "config.json")
-        write_json(run_dir / "dataset.json", dataset_summary(train_ds, bank))
-        _save_train_cameras(run_dir / "train_cameras.npz", bank)
-        bg = (bank.background.cpu().numpy() * 255).round().astype(np.uint8)
-        full_bg = getattr(train_ds, "root", None) and Path(train_ds.root) / "background.png"
-        if full_bg and full_bg.is_file():
-            shutil.copyfile(full_bg, run_dir / "background.png")
-        else:
-            with atomic_path(run_dir / "background.png") as tmp:
-                cv2.imwrite(str(tmp), cv2.cvtColor(bg, cv2.COLOR_RGB2BGR))
+        plate = getattr(train_ds, "root", None) and Path(train_ds.root) / "background.png"
+        run.create(cfg, dataset_summary(train_ds, bank), _train_cameras(bank),
+                   plate if plate and plate.is_file() else bank.background.cpu().numpy())
         log(f"[train] {len(model.gaussians)} Gaussians initialised, extent {extent:.1f} cm, variant "
             f"{cfg.model.variant}")
-    (run_dir / "previews").mkdir(exist_ok=True)
-    use_raar = cfg.model.use_raar
     dcfg = cfg.densify
 
     def checkpoint(it: int) -> None:
         extra = {"rng.torch": gen.get_state(), "densify.grad_accum": stats.grad_accum,
                  "densify.count": stats.count}
-        save_checkpoint(run_dir, cfg, model, opt, dict(iteration=it, stage=stage_of(it), extent=extent,
-                                                       num_gaussians=len(model.gaussians)), extra)
+        run.save_checkpoint(cfg, model.state_dict(), {**optimizer_tensors(opt), **extra},
+                            dict(iteration=it, stage=stage_of(it), extent=extent, num_gaussians=len(model.gaussians)))
 
     def stage_of(it: int) -> str:
         return "coarse" if it < cfg.fine_start else "fine"
@@ -189,7 +206,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
             dcfg, stop = cfg.densify, min(stop, cfg.iters)
             log(f"[train] time budget {cfg.time_budget_s:.0f}s: {spent / (it - start):.3f}s/it -> {cfg.iters} iterations")
 
-    logf = open(run_dir / "train_log.jsonl", "a")
+    logf = open(run.log_path, "a")
     model.train()
     it = start
     t_last, it_last = time.time(), start
@@ -204,7 +221,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
                         b["background"], backend=cfg.backend)
             out.means.retain_grad()
             ctx = LossContext(out.rgb, b["image"], b, out, model, stage)
-            loss, terms = compute_losses(ctx, cfg.loss, use_raar)
+            loss, terms = compute_losses(ctx, cfg.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if dcfg.start <= it < dcfg.stop and out.means.grad is not None:
@@ -229,8 +246,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
                 log(f"[train] it {it}/{cfg.iters} {stage} | loss {float(loss.detach()):.4f} | psnr {p:.2f} | "
                     f"{ips:.2f} it/s | {len(model.gaussians)} G")
             if it % cfg.preview_every == 0 or it == cfg.iters:
-                _save_preview(run_dir / "previews" / f"it{it:06d}.png", model,
-                              test_bank if test_bank is not None else bank, 0, cfg)
+                _save_preview(run.preview_path(it), model, test_bank if test_bank is not None else bank, 0, cfg)
             if it % cfg.checkpoint_every == 0 and it < stop:
                 checkpoint(it)
     except KeyboardInterrupt:
@@ -244,44 +260,51 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
     if it < cfg.iters:
         return summary
     model.eval()
-    save_model(run_dir, model)
-    _save_ply(run_dir / "gaussians.ply", model, log)
-    if not isinstance(dataset, tuple):  # speech-driven lower-face AUs for rendering new audio
-        from emogs.model import speech_aus
-
-        sp = speech_aus.fit(dataset, cfg.model.audio_feature, cfg.model.audio_window)
-        sp.save(run_dir / speech_aus.FILE)
+    run.write_model(model)
+    _save_ply(run, model)
+    sp = fit_speech_aus(train_ds, cfg.model.audio_window)
+    if sp is not None:  # speech-driven lower-face AUs for rendering new audio
+        run.write_speech_aus(sp)
         log(f"[train] speech AUs: {', '.join(sp.info['driven']) or 'none'} follow the audio "
             f"(out-of-fold r {sp.info['oof_r']})")
     if test_bank is not None:
         audio = _test_audio(test_ds, test_bank)
-        summary["metrics"] = evaluate_test(model, test_bank, run_dir, cfg, audio, log)
-    log(f"[train] done: {run_dir}")
+        summary["metrics"] = evaluate_test(model, test_bank, run, cfg, audio, log)
+    run.mark_complete(iterations=it, num_gaussians=len(model.gaussians))
+    log(f"[train] done: {run.path}")
     return summary
 
 
-def _save_train_cameras(path: Path, bank: FrameBank) -> None:
-    """RUN/train_cameras.npz: training world_to_cam (F,4,4) and centre-frame AUs (F,17), so `emogs render`
-    can replay the training head motion without the dataset."""
+def fit_speech_aus(ds, half: int):
+    """SpeechAUs fitted on a dataset's training split (its audio feature rows and tracked AUs); None for
+    in-memory datasets without them."""
+    from emogs.data.windows import feature_windows
+    from emogs.model.speech_aus import fit_arrays, window_features
+
+    if not all(hasattr(ds, k) for k in ("audio", "rows_per_frame", "tracks", "indices")):
+        return None
+    wins = feature_windows(ds.audio, ds.rows_per_frame, ds.indices, half)
+    sp = fit_arrays(window_features(wins), np.asarray(ds.tracks["aus"])[ds.indices])
+    sp.info.update(audio_feature=ds.audio_feature, audio_window=half)
+    return sp
+
+
+def _train_cameras(bank: FrameBank) -> dict[str, np.ndarray]:
+    """Training world_to_cam (F,4,4) and centre-frame AUs (F,17), so `emogs render --pose training` can
+    replay the training head motion without the dataset."""
     au = bank.au_window[:, bank.au_window.shape[1] // 2]
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, world_to_cam=bank.world_to_cam.cpu().numpy().astype(np.float32),
-                     aus=au.cpu().numpy().astype(np.float32), index=bank.index.cpu().numpy())
+    return dict(world_to_cam=bank.world_to_cam.cpu().numpy().astype(np.float32),
+                aus=au.cpu().numpy().astype(np.float32), index=bank.index.cpu().numpy())
 
 
-def _save_ply(path: Path, model: TalkingHead, log: Callable[[str], None]) -> None:
-    """Canonical Gaussians as a standard 3DGS PLY through emogs.render (skipped if it has no writer)."""
-    try:
-        from emogs.render.ply import save_ply
-        from emogs.render.sh import rgb_to_sh0
-    except ImportError:
-        log("[train] emogs.render.ply not available: gaussians.ply not written")
-        return
+def _save_ply(run: RunFolder, model: TalkingHead) -> None:
+    """Canonical Gaussians as a standard 3DGS PLY."""
+    from emogs.render.sh import rgb_to_sh0
+
     g = model.gaussians
     rgb = torch.sigmoid(g.color_logit.detach()).cpu()  # (N, 3)
-    save_ply(path, g.means.detach().cpu(), g.quats.detach().cpu(), g.log_scales.detach().exp().cpu(),
-             torch.sigmoid(g.opacity_logit.detach()).cpu(), rgb_to_sh0(rgb)[:, None, :])
+    run.write_ply(g.means.detach().cpu(), g.quats.detach().cpu(), g.log_scales.detach().exp().cpu(),
+                  torch.sigmoid(g.opacity_logit.detach()).cpu(), rgb_to_sh0(rgb)[:, None, :])
 
 
 def _test_audio(ds, bank: FrameBank) -> np.ndarray | None:

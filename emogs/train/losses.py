@@ -1,9 +1,8 @@
-"""Training losses: photometric (L1, D-SSIM, LPIPS), lip region, head alpha, RAAR, mouth depth, and the
-hooks for the lip-sync and AU-consistency losses (a later issue registers them with `register_loss_hook`)."""
+"""Training losses: photometric (L1, D-SSIM, LPIPS), lip region, head alpha, RAAR, mouth depth."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,29 +21,6 @@ class LossContext:
     out: Any  # emogs.model.head.HeadOutput
     model: Any  # emogs.model.head.TalkingHead
     stage: str  # "coarse" | "fine"
-
-
-LossHook = Callable[[LossContext], torch.Tensor]
-LOSS_HOOKS: dict[str, LossHook] = {}
-
-
-def register_loss_hook(name: str, fn: LossHook) -> None:
-    """Plug in a loss term by name ("lip_sync", "au_consistency"): fn(ctx) -> scalar tensor."""
-    LOSS_HOOKS[name] = fn
-
-
-def lip_sync_loss(ctx: LossContext) -> torch.Tensor:
-    """Lip-sync loss (paper weight 0.1), e.g. a SyncNet distance between rendered mouth crops and audio."""
-    if "lip_sync" not in LOSS_HOOKS:
-        raise NotImplementedError("loss.lip_sync > 0 but no 'lip_sync' hook is registered")
-    return LOSS_HOOKS["lip_sync"](ctx)
-
-
-def au_consistency_loss(ctx: LossContext) -> torch.Tensor:
-    """AU-consistency loss (paper weight 0.05): AUs estimated on the render vs the driving AUs."""
-    if "au_consistency" not in LOSS_HOOKS:
-        raise NotImplementedError("loss.au_consistency > 0 but no 'au_consistency' hook is registered")
-    return LOSS_HOOKS["au_consistency"](ctx)
 
 
 def masked_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -92,8 +68,9 @@ def lpips_loss(a: torch.Tensor, b: torch.Tensor, net: str = "alex") -> torch.Ten
     return get_lpips(net, a.device)(a, b).mean()
 
 
-def compute_losses(ctx: LossContext, cfg: LossConfig, use_raar: bool) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the active terms for this stage -> (total, {term: value})."""
+def compute_losses(ctx: LossContext, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of the active terms for this stage -> (total, {term: value}). RAAR applies when its
+    weight is > 0 and the model has AU tokens."""
     pred, gt, batch = ctx.pred, ctx.target, ctx.batch
     fine = ctx.stage == "fine"
     terms: dict[str, tuple[float, torch.Tensor]] = {
@@ -103,16 +80,12 @@ def compute_losses(ctx: LossContext, cfg: LossConfig, use_raar: bool) -> tuple[t
         "alpha": (cfg.alpha, (ctx.out.alpha - batch["head_mask"]).abs().mean()),
         "offset": (cfg.offset_reg, (ctx.out.offsets[..., :3] ** 2).mean()),
     }
-    if use_raar and cfg.raar > 0:
+    if cfg.raar > 0 and ctx.model.use_au:
         up, mo = raar_loss(ctx.out.attn, ctx.model.gaussians.zone, ctx.out.token_type, cfg.raar_margin)
         terms["raar"] = (cfg.raar, up + mo)
     if fine and cfg.lpips > 0:
         terms["lpips"] = (cfg.lpips, lpips_loss(pred, gt, cfg.lpips_net))
     if fine and cfg.mouth_depth > 0:
         terms["mouth_depth"] = (cfg.mouth_depth, mouth_depth_loss(ctx.out.means, ctx.model.gaussians.zone))
-    if cfg.lip_sync > 0:
-        terms["lip_sync"] = (cfg.lip_sync, lip_sync_loss(ctx))
-    if cfg.au_consistency > 0:
-        terms["au_consistency"] = (cfg.au_consistency, au_consistency_loss(ctx))
     total = sum(w * v for w, v in terms.values())
     return total, {k: float(v.detach()) for k, (_, v) in terms.items()}

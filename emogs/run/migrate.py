@@ -1,0 +1,63 @@
+"""Reading runs written by older emogs versions: every difference between an old run folder and today's
+format is handled here, and only here.
+
+- Run format 1 (no `run.json`): the run's identity (dataset, completeness) is read from `dataset.json`
+  and `model.safetensors`' metadata instead.
+- Model settings added after the first runs get the value those runs were trained with
+  (`LEGACY_MODEL_DEFAULTS`), not today's default.
+- The head-pose input of the deformation network (`pose_dim`, `pose_in_deform`) is gone: it was off by
+  default (zeroed), so its weight columns contributed nothing; they are dropped from old weights
+  (`migrate_model_state`). A run trained with it on cannot be rendered by this version.
+- `use_raar` moved from the model's variant table to the loss settings: variants without RAAR get
+  `loss.raar = 0` when an old config is read for resuming.
+- Runs without `train_cameras.npz` read the training cameras from the dataset they were trained on.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from emogs.errors import InputError
+
+# model settings added after the first runs -> the value that reproduces those runs
+LEGACY_MODEL_DEFAULTS = {"au_basis_zones": "all", "bias_au_in_other": 0.0}
+REMOVED_MODEL_KEYS = ("pose_dim", "pose_in_deform")
+RAAR_VARIANTS = ("au_szpab", "full")
+
+
+def migrate_config(d: dict[str, Any], format_version: int, where: str = "config.json") -> dict[str, Any]:
+    """A saved TrainConfig dict of a run of `format_version` -> today's keys (a copy)."""
+    if not isinstance(d, dict) or not isinstance(d.get("model"), dict):
+        raise InputError(f"{where}: not an emogs run config (no 'model' settings)")
+    d = copy.deepcopy(d)
+    model = d["model"]
+    for k, v in LEGACY_MODEL_DEFAULTS.items():
+        model.setdefault(k, v)
+    if model.get("pose_in_deform"):
+        raise InputError(f"{where}: this run feeds the head pose into its deformation network, which this "
+                         "emogs no longer supports; retrain it")
+    for k in REMOVED_MODEL_KEYS:
+        model.pop(k, None)
+    loss = d.get("loss")
+    if isinstance(loss, dict):
+        # weights of loss terms that older versions declared but never implemented (always 0 there)
+        for k in ("lip_sync", "au_consistency"):
+            if k in loss and not loss[k]:
+                loss.pop(k)
+        if format_version < 2 and model.get("variant") not in RAAR_VARIANTS:
+            loss["raar"] = 0.0  # format 1 applied RAAR by variant, whatever the weight said
+    return d
+
+
+def migrate_model_state(state: dict[str, torch.Tensor], feat_dim: int, token_dim: int) -> dict[str, torch.Tensor]:
+    """Weights of any version -> today's parameter names and shapes: drops the pose encoder and the pose
+    columns of the deformation network's first layer (they multiplied a zero input)."""
+    if not any(k.startswith("pose.") for k in state):
+        return state
+    state = {k: v for k, v in state.items() if not k.startswith("pose.")}
+    w = state.get("deform.mlp.0.weight")
+    if w is not None and w.shape[1] > feat_dim + token_dim:
+        state["deform.mlp.0.weight"] = w[:, : feat_dim + token_dim].contiguous()
+    return state
