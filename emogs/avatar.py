@@ -125,10 +125,33 @@ class Avatar:
         """(17,), (17,): the lowest and highest value of each AU in the training frames."""
         return np.asarray(self.info["au_min"], np.float32), np.asarray(self.info["au_max"], np.float32)
 
+    @property
+    def is_mesh(self) -> bool:
+        """A mesh-rigged head (emogs.model.mesh_head): expressions act on its ICT-FaceKit mesh."""
+        return getattr(self.model.cfg, "kind", "free") == "mesh"
+
+    def expressions(self, au: np.ndarray) -> np.ndarray | None:
+        """(F, 17) AUs the head is driven with -> (F, E) mesh expression coefficients for a mesh-rigged head
+        (None for a free one): the training clip's mean expression moved by the AUs' change from the training
+        mean through the AU -> ICT blendshape table (emogs.mesh.au_table, docs/mesh.md), in [0, 1]. The mesh
+        takes the AUs as asked, also beyond what the training clip showed."""
+        if not self.is_mesh:
+            return None
+        from emogs.face.aus import AU_NAMES
+        from emogs.mesh.au_table import drive_matrix
+
+        names = self.info.get("expression_names")
+        if not names:
+            raise InputError(f"{self.run_dir}: a mesh run without expression names in dataset.json; retrain it")
+        M = drive_matrix(names, list(AU_NAMES))  # (17, E)
+        base = self.model.expr_mean.detach().cpu().numpy()
+        return np.clip(base + (np.asarray(au, np.float32) - self.default_au) @ M, 0.0, 1.0).astype(np.float32)
+
     def clamp_to_training(self, au: np.ndarray, warn: Callable[[str], None] | None = None) -> np.ndarray:
         """(F, 17) requested AUs -> clamped to what the training clip showed (+ CLAMP_MARGIN). A per-person
         model has never seen an AU beyond that range and extrapolates badly (a broken face: see
-        docs/control_proof.md); `warn` gets one line per AU that was cut."""
+        docs/control_proof.md); `warn` gets one line per AU that was cut. On a mesh-rigged head only the
+        learned detail is clamped: the mesh moves as asked (`expressions`)."""
         lo0, hi0 = self.training_range()
         out = clamp_to_range(au, lo0, hi0)
         lo, hi = np.clip(lo0 - CLAMP_MARGIN, 0, 1), np.clip(hi0 + CLAMP_MARGIN, 0, 1)
@@ -136,6 +159,11 @@ class Avatar:
             from emogs.face.aus import AU_NAMES
 
             for k in np.flatnonzero(np.abs(out - au).max(0) > 0.02):
+                if self.is_mesh:
+                    warn(f"{AU_NAMES[k]} requested up to {au[:, k].max():.2f}, beyond the training clip's "
+                         f"{lo[k]:.2f}-{hi[k]:.2f}: the face mesh shows it; the person-specific detail learned "
+                         "from the clip stays at that range")
+                    continue
                 warn(f"{AU_NAMES[k]} requested up to {au[:, k].max():.2f}, but the training clip only shows "
                      f"{lo[k]:.2f}-{hi[k]:.2f}: clamped (the model cannot show what it never saw; "
                      "--allow-extrapolation to try anyway)")
@@ -159,8 +187,9 @@ class Avatar:
         from emogs.data.windows import feature_windows, frame_windows
 
         rows, rpf = feature_rows(wav, mc.audio_feature)
-        au = self.effective_au(plan, rows, rpf, speech_aus)
-        au = self.clamp_to_training(au) if clamp else au
+        au_req = self.effective_au(plan, rows, rpf, speech_aus)
+        expr = self.expressions(au_req)  # mesh-rigged heads: the mesh follows the request (None otherwise)
+        au = self.clamp_to_training(au_req) if clamp else au_req
         dev, S = self.device, self.size
         w2c = torch.as_tensor(plan.resolve_pose(self.train_w2c).world_to_cam, dtype=torch.float32, device=dev)
         K = torch.as_tensor(self.K, device=dev)
@@ -171,7 +200,9 @@ class Avatar:
             aud = torch.as_tensor(feature_windows(rows, rpf, ids, mc.audio_window), dtype=torch.float32,
                                   device=dev)  # (C, R, D)
             auw = torch.as_tensor(frame_windows(au, ids, mc.au_window), device=dev)  # (C, T, 17)
-            calls = ((w2c[ids[j]], K.expand(len(ids[j]), 3, 3), aud[j], auw[j], bg.expand(len(ids[j]), -1, -1, -1))
+            ex = None if expr is None else torch.as_tensor(expr[ids], device=dev)  # (C, E)
+            calls = ((w2c[ids[j]], K.expand(len(ids[j]), 3, 3), aud[j], auw[j], bg.expand(len(ids[j]), -1, -1, -1),
+                      *(() if ex is None else (ex[j],)))
                      for j in (slice(i, min(len(ids), i + batch)) for i in range(0, len(ids), batch)))
             outs = list(self.renderer.run(calls, S, S, backend))  # uint8 (b, S, S, 3) on the device
             for fr in torch.cat(outs).cpu().numpy():
@@ -249,11 +280,8 @@ class Avatar:
         path = Path(path)
         if path.suffix.lower() != ".ply":
             raise InputError(f"{path}: the export is a .ply file")
-        g = self.model.gaussians
         if canonical:
-            d = dict(means=g.means, quats=torch.nn.functional.normalize(g.quats, dim=-1),
-                     scales=g.log_scales.exp(), opacities=torch.sigmoid(g.opacity_logit),
-                     colors=torch.sigmoid(g.color_logit))
+            d = self.model.canonical_gaussians()
         else:
             if audio is None:
                 wav = np.zeros(SAMPLE_RATE, np.float32)
@@ -266,11 +294,14 @@ class Avatar:
             plan = self.plan(F, au=au, emotion=emotion, blinks=False)
             mc = self.model.cfg
             rows, rpf = feature_rows(wav, mc.audio_feature)
-            aus = self.clamp_to_training(self.effective_au(plan, rows, rpf))
+            req = self.effective_au(plan, rows, rpf)
+            aus = self.clamp_to_training(req)
+            expr = self.expressions(req)
             dev = self.device
             d = self.model.deformed(torch.as_tensor(feature_windows(rows, rpf, i, mc.audio_window), dtype=torch.float32,
                                                     device=dev),
-                                    torch.as_tensor(frame_windows(aus, i, mc.au_window), device=dev))
+                                    torch.as_tensor(frame_windows(aus, i, mc.au_window), device=dev),
+                                    None if expr is None else torch.as_tensor(expr[i], device=dev))
             d = {k: d[k][0] for k in ("means", "quats", "scales", "opacities", "colors")}
         save_ply(path, d["means"].cpu(), d["quats"].cpu(), d["scales"].cpu(), d["opacities"].cpu(),
                  rgb_to_sh0(d["colors"].cpu())[:, None, :])

@@ -110,12 +110,23 @@ class TalkingHeadDataset:
       index (int frame index in the clip), image (S,S,3) f32 [0,1], labels (S,S) u8, world_to_cam (4,4),
       K (3,3), audio (2*audio_window, D) feature rows centred on the frame's centre time,
       au (17,), au_window (au_window, 17) centred, edge-padded, blendshapes (52,), landmarks (478,3).
+    With `mesh=True` (a dataset with the fitted face mesh, DATASET/mesh.npz): the cameras (world_to_cam, K)
+    are the mesh fit's (world = the ICT model frame) and items also carry `expression` (E,), the fitted
+    expression coefficients; `ds.mesh` holds the whole file (identity, expression, names, ...).
     """
 
     def __init__(self, root: str | Path, split: str = "train", audio_feature: str = "mel",
-                 audio_window: int = 8, au_window: int = 9) -> None:
+                 audio_window: int = 8, au_window: int = 9, mesh: bool = False) -> None:
         self.root = Path(root)
         self.manifest = m = load_manifest(self.root)
+        self.mesh: dict[str, np.ndarray] | None = None
+        if mesh:
+            p = self.root / "mesh.npz"
+            if not p.is_file():
+                raise InputError(f"{self.root}: no fitted face mesh (mesh.npz); re-run `emogs prepare` with "
+                                 "ICT-FaceKit available (--mesh on), or train the free model (--model free)")
+            with np.load(p, allow_pickle=False) as z:
+                self.mesh = {k: z[k] for k in z.files}
         if split not in (*m["splits"], "all"):
             raise InputError(f"unknown split '{split}' (have {', '.join(m['splits'])}, all)")
         a, b = (0, m["num_frames"]) if split == "all" else m["splits"][split]
@@ -163,15 +174,19 @@ class TalkingHeadDataset:
             raise IndexError(i)
         f = int(self.indices[i])
         t = self.tracks
-        return {
+        cams = self.mesh if self.mesh is not None else t
+        item = {
             "index": f,
             "image": self.frames[f].astype(np.float32) / 255.0,
             "labels": np.array(self.labels[f]),
-            "world_to_cam": t["world_to_cam"][f],
-            "K": t["K"],
+            "world_to_cam": cams["world_to_cam"][f],
+            "K": cams["K"],
             "audio": self.audio_rows(f),
             "au": t["aus"][f],
             "au_window": self.au_rows(f),
             "blendshapes": t["blendshapes"][f],
             "landmarks": t["landmarks"][f],
         }
+        if self.mesh is not None:
+            item["expression"] = self.mesh["expression"][f].astype(np.float32)
+        return item

@@ -14,8 +14,14 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 
 
+MODEL_KINDS = ("free", "mesh")
+
+
 @dataclass
 class ModelConfig:
+    # free: canonical Gaussians deformed by the network alone (emogs.model.head); mesh: Gaussians bound to the
+    # triangles of the person's fitted ICT-FaceKit mesh, the network adding residuals (emogs.model.mesh_head)
+    kind: str = "free"
     variant: str = "full"  # audio | au | au_szpab | au_citae | full (see VARIANTS)
     # canonical Gaussians at initialisation
     num_face: int = 6000
@@ -54,6 +60,8 @@ class ModelConfig:
     bias_au_in_other: float = -4.0  # AU tokens in head-other (hair, ears, neck); 0 in the first runs
 
     def flags(self) -> dict[str, bool]:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind '{self.kind}' (choose from {', '.join(MODEL_KINDS)})")
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant '{self.variant}' (choose from {', '.join(VARIANTS)})")
         return dict(VARIANTS[self.variant])

@@ -40,18 +40,35 @@ def _logit(p: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 class GaussianSet(nn.Module):
-    """Canonical Gaussian parameters. Activations: quats normalised, scales = exp, opacity/colour = sigmoid."""
+    """Canonical Gaussian parameters. Activations: quats normalised, scales = exp, opacity/colour = sigmoid.
+
+    Per-Gaussian integer buffers (`INDEX_BUFFERS`) follow their Gaussian through densification: the SZ-PAB
+    zone, and for Gaussians bound to a mesh (`bound=True`) the parent triangle, in whose local frame the
+    means, rotations and scales then live (emogs.model.binding)."""
 
     PARAMS = ("means", "quats", "log_scales", "opacity_logit", "color_logit")
 
-    def __init__(self, num: int) -> None:
+    def __init__(self, num: int, bound: bool = False) -> None:
         super().__init__()
-        self.means = nn.Parameter(torch.zeros(num, 3))  # (N, 3) cm
+        self.means = nn.Parameter(torch.zeros(num, 3))  # (N, 3) cm (bound: triangle-local, in triangle sizes)
         self.quats = nn.Parameter(torch.tensor([[1.0, 0, 0, 0]]).repeat(num, 1))  # (N, 4) wxyz
         self.log_scales = nn.Parameter(torch.full((num, 3), -1.0))  # (N, 3)
         self.opacity_logit = nn.Parameter(torch.zeros(num))  # (N,)
         self.color_logit = nn.Parameter(torch.zeros(num, 3))  # (N, 3)
         self.register_buffer("zone", torch.zeros(num, dtype=torch.long))  # (N,) SZ-PAB zone id
+        self.bound = bound
+        if bound:
+            self.register_buffer("parent", torch.zeros(num, dtype=torch.long))  # (N,) parent triangle
+            self.register_buffer("parent_scale", torch.ones(num))  # (N,) the parent's size k at the canonical mesh
+
+    @property
+    def index_buffers(self) -> tuple[str, ...]:
+        return ("zone", "parent", "parent_scale") if self.bound else ("zone",)
+
+    def world_scale_factor(self) -> torch.Tensor:
+        """(N,) factor from stored to (canonical) world units: the parent triangle's size for bound
+        Gaussians, 1 otherwise (densification thresholds are in world units)."""
+        return self.parent_scale if self.bound else torch.ones_like(self.opacity_logit.detach())
 
     def __len__(self) -> int:
         return self.means.shape[0]
@@ -68,14 +85,15 @@ class GaussianSet(nn.Module):
             g.zone.copy_(torch.as_tensor(zone, dtype=torch.long))
         return g
 
-    def replace(self, tensors: dict[str, torch.Tensor], zone: torch.Tensor) -> dict[str, nn.Parameter]:
-        """Swap in new parameters (densification; new objects, as autograd caches shapes per parameter).
-        Returns {name: new parameter}; the caller moves optimiser state over."""
+    def replace(self, tensors: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> dict[str, nn.Parameter]:
+        """Swap in new parameters and index buffers (densification; new objects, as autograd caches shapes
+        per parameter). Returns {name: new parameter}; the caller moves optimiser state over."""
         new = {}
         for name in self.PARAMS:
             new[name] = nn.Parameter(tensors[name].detach().contiguous())
             setattr(self, name, new[name])
-        self.zone = zone
+        for name in self.index_buffers:
+            setattr(self, name, buffers[name])
         return new
 
     def extent(self) -> float:

@@ -114,20 +114,35 @@ class TalkingHead(nn.Module):
         a = au_window[:, au_window.shape[1] // 2] - self.au_mean  # (B, K) centre frame vs default face
         return torch.einsum("bnk,bk,nko->bno", w, a, basis)
 
+    def canonical_positions(self) -> torch.Tensor:
+        """(N, 3) the Gaussians' positions in the canonical head (what the tri-plane encodes)."""
+        return self.gaussians.means
+
+    def canonical_gaussians(self) -> dict[str, torch.Tensor]:
+        """The Gaussians without any deformation (the default face), in the head's world frame: means (N,3),
+        quats (N,4), scales (N,3), opacities (N,), colors (N,3)."""
+        g = self.gaussians
+        return dict(means=g.means, quats=F.normalize(g.quats, dim=-1), scales=g.log_scales.exp(),
+                    opacities=torch.sigmoid(g.opacity_logit), colors=torch.sigmoid(g.color_logit))
+
+    def static_deps(self) -> list[torch.Tensor]:
+        """The tensors `static_features` depends on (its cache key)."""
+        g = self.gaussians
+        deps = [g.means, *self.encoding.parameters(), self.szpab.q.weight, self.deform.mlp[0].weight]
+        if self.au_basis is not None:
+            deps.append(self.au_basis.weight)
+        return deps
+
     def static_features(self) -> dict[str, torch.Tensor]:
         """Everything that depends only on the canonical Gaussians and the fields: tri-plane features
         (N, F), the attention queries (N, d), the deformation's first-layer feature term (N, hidden) and
         the AU basis (N, K, 14). Cached when no gradient is needed (inference: one computation per model,
         not per frame); the cache key holds the versions of every tensor involved, so an optimiser step
         or densification invalidates it."""
-        g = self.gaussians
-        deps = [g.means, *self.encoding.parameters(), self.szpab.q.weight, self.deform.mlp[0].weight]
-        if self.au_basis is not None:
-            deps.append(self.au_basis.weight)
-        key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in deps)
+        key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in self.static_deps())
         if not torch.is_grad_enabled() and getattr(self, "_static_key", None) == key:
             return self._static_val
-        feat = self.encoding(g.means.detach())  # (N, F)
+        feat = self.encoding(self.canonical_positions().detach())  # (N, F)
         out = dict(feat=feat, q=self.szpab.q(feat), feat_h=self.deform.feature_part(feat))
         if self.au_basis is not None:
             out["basis"] = self.au_basis(feat).reshape(feat.shape[0], self.cfg.num_aus, OUT_DIM)
@@ -135,9 +150,10 @@ class TalkingHead(nn.Module):
             self._static_key, self._static_val = key, out
         return out
 
-    def deformed(self, audio: torch.Tensor, au_window: torch.Tensor) -> dict:
-        """audio (B,R,D), au_window (B,T,K) -> per-frame Gaussians: means (B,N,3), quats (B,N,4), scales
-        (B,N,3), opacities (B,N), colors (B,N,3), plus attn, token_type, offsets."""
+    def offsets(self, audio: torch.Tensor, au_window: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """audio (B,R,D), au_window (B,T,K) -> (per-Gaussian offsets (B,N,14), SZ-PAB attention (B,N,L),
+        token types (L,)): the deformation network's output plus the AU basis."""
         g = self.gaussians
         st = self.static_features()
         toks, ttype = self.tokens(audio, au_window)
@@ -145,6 +161,14 @@ class TalkingHead(nn.Module):
         off = self.deform(st["feat"], att, feat_h=st["feat_h"])  # (B, N, 14)
         if self.au_basis is not None:
             off = off + self.au_offsets(st["basis"], attn, ttype, au_window)
+        return off, attn, ttype
+
+    def deformed(self, audio: torch.Tensor, au_window: torch.Tensor, expression: torch.Tensor | None = None) -> dict:
+        """audio (B,R,D), au_window (B,T,K) -> per-frame Gaussians: means (B,N,3), quats (B,N,4), scales
+        (B,N,3), opacities (B,N), colors (B,N,3), plus attn, token_type, offsets. `expression` is for
+        mesh-rigged heads (emogs.model.mesh_head) and ignored here."""
+        g = self.gaussians
+        off, attn, ttype = self.offsets(audio, au_window)
         return dict(
             means=g.means + off[..., 0:3],
             quats=F.normalize(g.quats + off[..., 3:7], dim=-1),
@@ -155,10 +179,10 @@ class TalkingHead(nn.Module):
 
     def forward(self, world_to_cam: torch.Tensor, K: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor,
                 width: int, height: int, background: torch.Tensor | None = None,
-                backend: str = "auto") -> HeadOutput:
+                backend: str = "auto", expression: torch.Tensor | None = None) -> HeadOutput:
         """Render B frames. world_to_cam (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K),
-        background (B,H,W,3) or (H,W,3) or None (black)."""
-        d = self.deformed(audio, au_window)
+        background (B,H,W,3) or (H,W,3) or None (black); expression (B,E) for mesh-rigged heads."""
+        d = self.deformed(audio, au_window, expression)
         rgb, alpha, depth, head = splat(d, world_to_cam, K, width, height, background, backend)
         return HeadOutput(rgb, alpha, depth, head, d["attn"], d["token_type"], d["means"], d["offsets"])
 

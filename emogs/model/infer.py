@@ -44,13 +44,13 @@ class DeformEngine:
         self.warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr, flush=True))
         self._graphs: dict[tuple, tuple] = {}  # input shapes -> (graph, static inputs, static outputs)
 
-    def _eager(self, audio: torch.Tensor, au_window: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _eager(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.mode == "graph-bf16", cache_enabled=False):
-            d = self.model.deformed(audio, au_window)
+            d = self.model.deformed(*inputs)
         return {k: d[k].float() for k in OUT_KEYS}
 
-    def _capture(self, audio: torch.Tensor, au_window: torch.Tensor) -> tuple:
-        ins = (audio.clone(), au_window.clone())
+    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> tuple:
+        ins = tuple(x.clone() for x in inputs)
         self.model.static_features()  # fill the inference cache outside the capture
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -64,20 +64,23 @@ class DeformEngine:
         return graph, ins, outs
 
     @torch.no_grad()
-    def __call__(self, audio: torch.Tensor, au_window: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, audio: torch.Tensor, au_window: torch.Tensor,
+                 expression: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """`expression` (B, E): mesh-rigged heads' expression coefficients (None: their default face)."""
+        inputs = (audio, au_window) if expression is None else (audio, au_window, expression)
         if self.mode == "eager":
-            return self._eager(audio, au_window)
-        key = (tuple(audio.shape), tuple(au_window.shape))
+            return self._eager(*inputs)
+        key = tuple(tuple(x.shape) for x in inputs)
         if key not in self._graphs:
             try:
-                self._graphs[key] = self._capture(audio, au_window)
+                self._graphs[key] = self._capture(inputs)
             except Exception as e:  # noqa: BLE001 - any capture problem: render eagerly instead
                 self.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); rendering without it")
                 self.mode = "eager"
                 torch.cuda.synchronize()
-                return self._eager(audio, au_window)
+                return self._eager(*inputs)
         graph, ins, outs = self._graphs[key]
-        for dst, src in zip(ins, (audio, au_window)):
+        for dst, src in zip(ins, inputs):
             dst.copy_(src, non_blocking=True)
         graph.replay()
         return outs
@@ -122,20 +125,21 @@ class PipelinedRenderer:
         return self.engines[0].mode
 
     def _launch(self, slot: int, b: tuple) -> dict[str, torch.Tensor]:
-        audio, au_window = b[2], b[3]
+        audio, au_window, expr = b[2], b[3], (b[5] if len(b) > 5 else None)
         if not self.cuda:
-            return self.engines[slot](audio, au_window)
+            return self.engines[slot](audio, au_window, expr)
         self.side.wait_stream(torch.cuda.current_stream())  # inputs uploaded on the main stream
         with torch.cuda.stream(self.side):
             self.side.wait_event(self.free[slot])  # the rasteriser is done with this slot's previous outputs
-            d = self.engines[slot](audio, au_window)
+            d = self.engines[slot](audio, au_window, expr)
             self.ready[slot].record(self.side)
         return d
 
     @torch.no_grad()
     def run(self, batches, width: int, height: int, backend: str = "auto"):
         """batches: iterable of (w2c (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K), background
-        (B,H,W,3) or None), all on the model's device -> yields uint8 (B, H, W, 3) device tensors in order."""
+        (B,H,W,3) or None[, expression (B,E) for mesh-rigged heads]), all on the model's device -> yields
+        uint8 (B, H, W, 3) device tensors in order."""
         it = iter(batches)
         nxt, slot = next(it, None), 0
         pending = self._launch(slot, nxt) if nxt is not None else None
@@ -144,7 +148,7 @@ class PipelinedRenderer:
             nxt, slot = next(it, None), slot ^ 1
             if nxt is not None:
                 pending = self._launch(slot, nxt)  # the next call's network, overlapping this rasterisation
-            w2c, K, _, _, bg = cur
+            w2c, K, bg = cur[0], cur[1], cur[4]
             if self.cuda:
                 main = torch.cuda.current_stream()
                 main.wait_event(self.ready[cur_slot])

@@ -245,6 +245,14 @@ class RunFolder:
         with atomic_path(self.path / BACKGROUND) as tmp:
             cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
 
+    def train_expressions(self) -> np.ndarray | None:
+        """(F, E) float32 fitted expressions of the training frames (mesh-rigged runs), else None."""
+        p = self.path / TRAIN_CAMERAS
+        if not p.is_file():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            return z["expression"].astype(np.float32) if "expression" in z.files else None
+
     def train_cameras(self) -> np.ndarray:
         """(F, 4, 4) float32 training world_to_cam (older runs: read from their dataset)."""
         p = self.path / TRAIN_CAMERAS
@@ -293,10 +301,11 @@ class RunFolder:
 
     def _build(self, mc, state: dict[str, torch.Tensor], path: Path):
         from emogs.model.head import TalkingHead
+        from emogs.model.mesh_head import MeshHead
 
         try:
             state = migrate_model_state(state, TalkingHead.feature_dim(mc), mc.token_dim)
-            return TalkingHead.from_state_dict(mc, state)
+            return (MeshHead if mc.kind == "mesh" else TalkingHead).from_state_dict(mc, state)
         except (KeyError, RuntimeError, ValueError) as e:
             raise InputError(f"{path}: does not fit the run's config.json ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:100]}); retrain the run") from None

@@ -51,6 +51,7 @@ class FrameBank:
     index: torch.Tensor  # (F,) dataset frame index
     background: torch.Tensor  # (S, S, 3) f32 plate
     size: int
+    expression: torch.Tensor | None = None  # (F, E) fitted mesh expression (mesh-rigged heads)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -58,7 +59,7 @@ class FrameBank:
     @classmethod
     def from_dataset(cls, ds, size: int, device: torch.device | str = "cpu") -> "FrameBank":
         n = len(ds)
-        imgs, labs, w2c, Ks, aud, auw, idx = [], [], [], [], [], [], []
+        imgs, labs, w2c, Ks, aud, auw, idx, expr = [], [], [], [], [], [], [], []
         for i in range(n):
             it = ds[i]
             src = it["image"].shape[0]
@@ -69,10 +70,12 @@ class FrameBank:
             aud.append(np.asarray(it["audio"], np.float32))
             auw.append(np.asarray(it["au_window"], np.float32))
             idx.append(int(it["index"]))
+            if "expression" in it:
+                expr.append(np.asarray(it["expression"], np.float32))
         bg = resize_image(_to_u8(np.asarray(ds.background)), size)
         t = lambda a, dt=torch.float32: torch.as_tensor(np.stack(a) if isinstance(a, list) else a, dtype=dt).to(device)
         return cls(t(imgs, torch.uint8), t(labs, torch.uint8), t(w2c), t(Ks), t(aud), t(auw),
-                   t(idx, torch.long), t(bg) / 255.0, size)
+                   t(idx, torch.long), t(bg) / 255.0, size, t(expr) if expr and len(expr) == n else None)
 
     def batch(self, ids: torch.Tensor, neck_soft_px: float = 0.0) -> dict[str, torch.Tensor]:
         """Float batch for frame ids (B,): image, labels, cameras, tokens' inputs, masks, background."""
@@ -86,7 +89,8 @@ class FrameBank:
         bgt = torch.where((lab <= 1)[..., None], img, self.background.expand_as(img))
         return dict(image=img, labels=lab, head_mask=head, lip_mask=lip_box_mask(lab),
                     background=bgt, world_to_cam=self.world_to_cam[ids], K=self.K[ids],
-                    audio=self.audio[ids], au_window=self.au_window[ids], index=self.index[ids])
+                    audio=self.audio[ids], au_window=self.au_window[ids], index=self.index[ids],
+                    expression=None if self.expression is None else self.expression[ids])
 
 
 def soften(mask: torch.Tensor, sigma: float) -> torch.Tensor:

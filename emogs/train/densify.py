@@ -62,8 +62,8 @@ def densify_and_prune(g: GaussianSet, opt: torch.optim.Optimizer, stats: Densify
     with torch.no_grad():
         n = len(g)
         grads = stats.grad_accum / stats.count.clamp_min(1)
-        scales = g.log_scales.exp()
-        smax = scales.max(-1).values
+        scales = g.log_scales.exp()  # stored units (triangle-local for bound Gaussians)
+        smax = scales.max(-1).values * g.world_scale_factor()  # world units for the thresholds
         cand = grads >= cfg.grad_threshold
         room = max(0, min(cfg.max_gaussians - n, int(cfg.max_grow * n)))
         if int(cand.sum()) > room:  # keep only the strongest candidates under the cap
@@ -75,7 +75,9 @@ def densify_and_prune(g: GaussianSet, opt: torch.optim.Optimizer, stats: Densify
         prune = (torch.sigmoid(g.opacity_logit) < cfg.min_opacity) | (smax > cfg.max_scale * extent)
 
         ci, si = clone.nonzero()[:, 0], split.nonzero()[:, 0]
-        # split: two children sampled from the parent Gaussian, scales / 1.6; the parent is removed
+        # split: two children sampled from the parent Gaussian, scales / 1.6; the parent is removed (in the
+        # stored frame: for bound Gaussians the triangle-local frame, a similarity of the world, and the
+        # children keep their parent triangle)
         rot = quat_to_rotmat(g.quats[si])  # (S, 3, 3)
         s_par = scales[si]
         children = []
@@ -93,7 +95,7 @@ def densify_and_prune(g: GaussianSet, opt: torch.optim.Optimizer, stats: Densify
         }
         old = {name: getattr(g, name) for name in GaussianSet.PARAMS}
         tensors = {name: torch.cat([p[keep], new_vals[name]]) for name, p in old.items()}
-        new = g.replace(tensors, torch.cat([g.zone[keep], g.zone[new_idx]]))
+        new = g.replace(tensors, {b: torch.cat([getattr(g, b)[keep], getattr(g, b)[new_idx]]) for b in g.index_buffers})
         for name in GaussianSet.PARAMS:
             _adam_state_swap(opt, old[name], new[name], keep, len(new_idx))
         stats.grad_accum = torch.zeros(len(g), device=g.means.device)

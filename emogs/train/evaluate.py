@@ -23,8 +23,10 @@ def render_bank(model: TalkingHead, bank: FrameBank, backend: str = "auto", batc
 
     n, S = len(bank), bank.size
     r = PipelinedRenderer(model, "auto")
+    ex = bank.expression
     calls = ((bank.world_to_cam[i:i + batch], bank.K[i:i + batch], bank.audio[i:i + batch],
-              bank.au_window[i:i + batch], bank.background.expand(min(batch, n - i), -1, -1, -1))
+              bank.au_window[i:i + batch], bank.background.expand(min(batch, n - i), -1, -1, -1),
+              *(() if ex is None else (ex[i:i + batch],)))
              for i in range(0, n, batch))
     return torch.cat([f.cpu() for f in r.run(calls, S, S, backend)]).numpy()
 

@@ -33,7 +33,8 @@ def open_datasets(root: str | Path, cfg: TrainConfig):
     from emogs.data.dataset import TalkingHeadDataset
 
     m = cfg.model
-    kw = dict(audio_feature=m.audio_feature, audio_window=m.audio_window, au_window=m.au_window)
+    kw = dict(audio_feature=m.audio_feature, audio_window=m.audio_window, au_window=m.au_window,
+              mesh=m.kind == "mesh")
     return TalkingHeadDataset(root, split="train", **kw), TalkingHeadDataset(root, split="test", **kw)
 
 
@@ -57,14 +58,22 @@ def set_learning_rates(opt: torch.optim.Optimizer, it: int, total: int) -> None:
         g["lr"] = g["lr0"] * (g["lr1"] / g["lr0"]) ** t if g["lr0"] > 0 else 0.0
 
 
+def _view_ids(bank: FrameBank, n: int) -> np.ndarray:
+    return np.unique(np.linspace(0, len(bank) - 1, max(1, min(n, len(bank)))).round().astype(int))
+
+
 def _views(bank: FrameBank, n: int) -> list[View]:
-    ids = np.unique(np.linspace(0, len(bank) - 1, max(1, min(n, len(bank)))).round().astype(int))
+    ids = _view_ids(bank, n)
     return [View(bank.images[i].cpu().numpy().astype(np.float32) / 255, bank.labels[i].cpu().numpy(),
                  bank.world_to_cam[i].cpu().double().numpy(), bank.K[i].cpu().double().numpy()) for i in ids]
 
 
-def init_model(cfg: TrainConfig, bank: FrameBank) -> TalkingHead:
-    """Canonical Gaussians from MediaPipe's canonical face mesh + the bank's frames, then the networks."""
+def init_model(cfg: TrainConfig, bank: FrameBank, ds=None) -> TalkingHead:
+    """The head for `cfg.model.kind`: canonical Gaussians from MediaPipe's canonical face mesh + the bank's
+    frames (free), or Gaussians bound to the person's fitted ICT-FaceKit mesh (mesh; `ds.mesh` holds the
+    dataset's fit), then the networks."""
+    if cfg.model.kind == "mesh":
+        return init_mesh_model(cfg, bank, ds)
     from emogs.face.camera import canonical_face_mesh
 
     verts, faces, _ = canonical_face_mesh()
@@ -72,6 +81,36 @@ def init_model(cfg: TrainConfig, bank: FrameBank) -> TalkingHead:
     g = init_head_gaussians(verts.astype(np.float64), faces, _views(bank, cfg.num_init_views),
                             _views(bank, cfg.num_vote_views), m.num_face, m.num_shell, m.num_mouth, cfg.seed)
     model = TalkingHead(m, g)
+    model.au_mean.copy_(bank.au_window[:, bank.au_window.shape[1] // 2].float().mean(0).cpu())
+    return model
+
+
+def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
+    """MeshHead: the ICT-FaceKit head regions with the dataset's fitted identity baked in, Gaussians bound to
+    its triangles (emogs.model.mesh_head.init_mesh_gaussians)."""
+    from emogs.mesh.ict import HEAD_REGIONS, load_ict
+    from emogs.model.mesh_head import MeshHead, init_mesh_gaussians
+
+    fit = getattr(ds, "mesh", None)
+    if fit is None or bank.expression is None:
+        raise InputError("the mesh model needs a dataset with a fitted face mesh (mesh.npz)")
+    ict = load_ict().submesh(HEAD_REGIONS)
+    names = [str(n) for n in fit["expression_names"]]
+    if tuple(names) != tuple(ict.expression_names):
+        raise InputError("the dataset's mesh fit names other expression shapes than this ICT-FaceKit model")
+    neutral = ict.vertices(fit["identity"]).astype(np.float32)  # (V, 3) the person's neutral face
+    basis = ict.expression_basis.astype(np.float32)  # (E, V, 3)
+    regions = {n: (r.t0, r.t1) for n, r in ict.regions.items()}
+    expr = bank.expression.cpu().numpy()
+    expr_mean = expr.mean(0)
+    m = cfg.model
+    iv = _view_ids(bank, cfg.num_init_views)
+    vv = _view_ids(bank, cfg.num_vote_views)
+    g = init_mesh_gaussians(neutral, basis, ict.triangles, regions, expr_mean, _views(bank, cfg.num_init_views),
+                            expr[iv], _views(bank, cfg.num_vote_views), expr[vv], m.num_face, m.num_shell,
+                            m.num_mouth, cfg.seed)
+    model = MeshHead(m, g, torch.as_tensor(neutral), torch.as_tensor(basis), torch.as_tensor(ict.triangles),
+                     torch.as_tensor(expr_mean))
     model.au_mean.copy_(bank.au_window[:, bank.au_window.shape[1] // 2].float().mean(0).cpu())
     return model
 
@@ -91,7 +130,7 @@ def _save_preview(path: Path, model: TalkingHead, bank: FrameBank, i: int, cfg: 
     with torch.no_grad():
         b = bank.batch(torch.tensor([i], device=bank.images.device))
         out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size,
-                    bank.background[None], backend=cfg.backend)
+                    bank.background[None], backend=cfg.backend, expression=b["expression"])
         row = torch.cat([out.rgb[0], b["image"][0], out.alpha[0].expand(-1, -1, 3)], 1)
         img = (row.clamp(0, 1) * 255).round().byte().cpu().numpy()
     with atomic_path(path) as tmp:
@@ -102,10 +141,17 @@ def dataset_summary(ds, bank: FrameBank) -> dict[str, Any]:
     """RUN/dataset.json: what render/eval need to know of the training data."""
     man = getattr(ds, "manifest", None) or {}
     au = bank.au_window[:, bank.au_window.shape[1] // 2].cpu().numpy()  # (F, 17) centre frames
-    return dict(root=str(getattr(ds, "root", "")), manifest=man, size=int(man.get("size", bank.size)),
-                train_resolution=bank.size, K=bank.K[0].cpu().tolist(), au_names=man.get("au_names"),
-                au_mean=au.mean(0).tolist(), au_std=au.std(0).tolist(), au_min=au.min(0).tolist(),
-                au_max=au.max(0).tolist(), num_train_frames=len(bank))
+    out = dict(root=str(getattr(ds, "root", "")), manifest=man, size=int(man.get("size", bank.size)),
+               train_resolution=bank.size, K=bank.K[0].cpu().tolist(), au_names=man.get("au_names"),
+               au_mean=au.mean(0).tolist(), au_std=au.std(0).tolist(), au_min=au.min(0).tolist(),
+               au_max=au.max(0).tolist(), num_train_frames=len(bank))
+    mesh = getattr(ds, "mesh", None)
+    if mesh is not None:  # mesh-rigged heads: the fit's shape names and the training expressions' range
+        e = bank.expression.cpu().numpy()
+        out.update(expression_names=[str(n) for n in mesh["expression_names"]], expression_mean=e.mean(0).tolist(),
+                   expression_min=e.min(0).tolist(), expression_max=e.max(0).tolist(),
+                   mesh_fit_error_px=float(np.median(mesh["error_px"])) if "error_px" in mesh else None)
+    return out
 
 
 def _check_run_folder(run: RunFolder, manifest: dict | None, root, resume: bool) -> str:
@@ -171,14 +217,14 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
     else:
         torch.manual_seed(cfg.seed)
         cfg = _fill_data_sizes(cfg, bank)
-        model = init_model(cfg, bank).to(device)
+        model = init_model(cfg, bank, train_ds).to(device)
         extent = model.gaussians.extent()
         opt = build_optimizer(model, cfg, extent)
         stats = DensifyStats.zeros(len(model.gaussians), device)
         start = 0
         plate = getattr(train_ds, "root", None) and Path(train_ds.root) / "background.png"
         run.create(cfg, dataset_summary(train_ds, bank), _train_cameras(bank),
-                   plate if plate and plate.is_file() else bank.background.cpu().numpy())
+                   plate if plate and plate.is_file() else bank.background.cpu().numpy(), model_kind=cfg.model.kind)
         log(f"[train] {len(model.gaussians)} Gaussians initialised, extent {extent:.1f} cm, variant "
             f"{cfg.model.variant}")
     dcfg = cfg.densify
@@ -218,7 +264,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
             ids = torch.randint(len(bank), (cfg.batch_size,), generator=gen).to(device)
             b = bank.batch(ids, cfg.neck_soft_px * cfg.resolution / 512)
             out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size,
-                        b["background"], backend=cfg.backend)
+                        b["background"], backend=cfg.backend, expression=b["expression"])
             out.means.retain_grad()
             ctx = LossContext(out.rgb, b["image"], b, out, model, stage)
             loss, terms = compute_losses(ctx, cfg.loss)
@@ -293,18 +339,20 @@ def _train_cameras(bank: FrameBank) -> dict[str, np.ndarray]:
     """Training world_to_cam (F,4,4) and centre-frame AUs (F,17), so `emogs render --pose training` can
     replay the training head motion without the dataset."""
     au = bank.au_window[:, bank.au_window.shape[1] // 2]
-    return dict(world_to_cam=bank.world_to_cam.cpu().numpy().astype(np.float32),
-                aus=au.cpu().numpy().astype(np.float32), index=bank.index.cpu().numpy())
+    out = dict(world_to_cam=bank.world_to_cam.cpu().numpy().astype(np.float32),
+               aus=au.cpu().numpy().astype(np.float32), index=bank.index.cpu().numpy())
+    if bank.expression is not None:  # mesh-rigged heads: the fitted expressions of the training frames
+        out["expression"] = bank.expression.cpu().numpy().astype(np.float32)
+    return out
 
 
 def _save_ply(run: RunFolder, model: TalkingHead) -> None:
     """Canonical Gaussians as a standard 3DGS PLY."""
     from emogs.render.sh import rgb_to_sh0
 
-    g = model.gaussians
-    rgb = torch.sigmoid(g.color_logit.detach()).cpu()  # (N, 3)
-    run.write_ply(g.means.detach().cpu(), g.quats.detach().cpu(), g.log_scales.detach().exp().cpu(),
-                  torch.sigmoid(g.opacity_logit.detach()).cpu(), rgb_to_sh0(rgb)[:, None, :])
+    with torch.no_grad():
+        d = {k: v.detach().cpu() for k, v in model.canonical_gaussians().items()}
+    run.write_ply(d["means"], d["quats"], d["scales"], d["opacities"], rgb_to_sh0(d["colors"])[:, None, :])
 
 
 def _test_audio(ds, bank: FrameBank) -> np.ndarray | None:

@@ -1,0 +1,222 @@
+"""MeshHead: the EmoZone-Talker head on a parametric face mesh (ICT-FaceKit), Gaussians bound to its triangles.
+
+Per frame the person's mesh is posed by its expression coefficients, `v(e) = v_neutral + sum_j e_j B_j` (the
+identity is baked into `v_neutral`; the head's rigid motion is the camera), each Gaussian rides its parent
+triangle (`emogs.model.binding`), and the EmoZone-Talker deformation (SZ-PAB over audio and CIT-AE AU tokens,
+the AU basis) adds person-specific residuals in the triangle's local frame: position, rotation, scale (local
+units, so they scale with the triangle), colour and opacity. Everything the mesh does is geometry that holds
+for any expression, seen in training or not; the residual is what the clip taught.
+
+Inputs per frame: audio feature window (B, R, D), AU window (B, T, 17), expression (B, E) (absolute ICT
+coefficients; None = the training mean, the default face). Pure: arrays and modules, no files.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from emogs.model.binding import quat_mul, rotmat_to_quat, to_local, to_world, triangle_frames
+from emogs.model.config import ModelConfig
+from emogs.model.gaussians import GaussianSet
+from emogs.model.head import TalkingHead
+
+
+class MeshHead(TalkingHead):
+    def __init__(self, cfg: ModelConfig, gaussians: GaussianSet, neutral: torch.Tensor, basis: torch.Tensor,
+                 triangles: torch.Tensor, expr_mean: torch.Tensor | None = None,
+                 box_lo: torch.Tensor | None = None, box_hi: torch.Tensor | None = None) -> None:
+        if not gaussians.bound:
+            raise ValueError("a MeshHead needs Gaussians bound to triangles (GaussianSet(bound=True))")
+        E = basis.shape[0]
+        em = torch.zeros(E) if expr_mean is None else torch.as_tensor(expr_mean, dtype=torch.float32)
+        if box_lo is None or box_hi is None:
+            m = self._canonical(gaussians, neutral, basis, triangles, em).detach()
+            pad = 0.15 * (m.max(0).values - m.min(0).values)
+            box_lo, box_hi = m.min(0).values - pad, m.max(0).values + pad
+        super().__init__(cfg, gaussians, box_lo, box_hi)
+        self.register_buffer("mesh_neutral", torch.as_tensor(neutral, dtype=torch.float32))  # (V, 3) cm
+        self.register_buffer("mesh_basis", torch.as_tensor(basis, dtype=torch.float32))  # (E, V, 3)
+        self.register_buffer("mesh_triangles", torch.as_tensor(triangles, dtype=torch.long))  # (T, 3)
+        self.register_buffer("expr_mean", em)  # (E,) the training clip's mean expression (the default face)
+
+    @staticmethod
+    def _canonical(g: GaussianSet, neutral, basis, tris, expr) -> torch.Tensor:
+        v = neutral + torch.einsum("e,evc->vc", expr, basis)
+        c, R, k = triangle_frames(v, tris)
+        return to_world(g.means, g.parent, c, R, k)
+
+    @classmethod
+    def from_state_dict(cls, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> "MeshHead":
+        g = GaussianSet(state["gaussians.means"].shape[0], bound=True)
+        model = cls(cfg, g, state["mesh_neutral"], state["mesh_basis"], state["mesh_triangles"],
+                    state["expr_mean"], state["encoding.lo"], state["encoding.hi"])
+        model.load_state_dict(state)
+        return model
+
+    @property
+    def num_expressions(self) -> int:
+        return int(self.mesh_basis.shape[0])
+
+    def mesh_vertices(self, expression: torch.Tensor) -> torch.Tensor:
+        """(B, E) expression coefficients -> (B, V, 3) posed vertices of the person's mesh."""
+        return self.mesh_neutral + torch.einsum("be,evc->bvc", expression, self.mesh_basis)
+
+    def canonical_positions(self) -> torch.Tensor:
+        """(N, 3) world positions at the default face: what the tri-plane encodes."""
+        return self._canonical(self.gaussians, self.mesh_neutral, self.mesh_basis, self.mesh_triangles,
+                               self.expr_mean)
+
+    def canonical_gaussians(self) -> dict[str, torch.Tensor]:
+        """The bound Gaussians on the mesh at the default face, without network residuals (world frame)."""
+        g = self.gaussians
+        v = self.mesh_vertices(self.expr_mean[None])[0]
+        c, R, k = triangle_frames(v, self.mesh_triangles)
+        p = g.parent
+        return dict(means=to_world(g.means, p, c, R, k), quats=quat_mul(rotmat_to_quat(R[p]), F.normalize(g.quats, dim=-1)),
+                    scales=k[p][:, None] * g.log_scales.exp(), opacities=torch.sigmoid(g.opacity_logit),
+                    colors=torch.sigmoid(g.color_logit))
+
+    def static_deps(self) -> list[torch.Tensor]:
+        return super().static_deps() + [self.mesh_neutral, self.mesh_basis, self.expr_mean]
+
+    def deformed(self, audio: torch.Tensor, au_window: torch.Tensor, expression: torch.Tensor | None = None) -> dict:
+        """audio (B,R,D), au_window (B,T,K), expression (B,E) or None -> per-frame Gaussians in the head's
+        world frame (means, quats, scales, opacities, colors) plus attn, token_type and the offsets (local
+        frame; layout `emogs.model.deform.OUT_DIM`: dxyz 3, dquat 4, dlog-scale 3, dcolour 3, dopacity 1)."""
+        g = self.gaussians
+        off, attn, ttype = self.offsets(audio, au_window)
+        B = off.shape[0]
+        if expression is None:
+            expression = self.expr_mean.expand(B, -1)
+        c, R, k = triangle_frames(self.mesh_vertices(expression), self.mesh_triangles)  # (B, T, ...)
+        p = g.parent
+        Rp, kp = R[:, p], k[:, p]  # (B, N, 3, 3), (B, N)
+        local = g.means + off[..., 0:3]
+        means = c[:, p] + kp[..., None] * (Rp @ local[..., None])[..., 0]
+        q_local = F.normalize(g.quats + off[..., 3:7], dim=-1)
+        quats = quat_mul(rotmat_to_quat(Rp), q_local)
+        return dict(
+            means=means, quats=quats, scales=kp[..., None] * torch.exp(g.log_scales + off[..., 7:10]),
+            colors=torch.sigmoid(g.color_logit + off[..., 10:13]),
+            opacities=torch.sigmoid(g.opacity_logit + off[..., 13]),
+            attn=attn, token_type=ttype, offsets=off)
+
+
+
+# -- initialisation --------------------------------------------------------------------------------------
+def _area_sample(verts: np.ndarray, tris: np.ndarray, candidates: np.ndarray, n: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n area-weighted samples on the candidate triangles -> (parent triangle (n,), world point (n, 3))."""
+    if n <= 0 or len(candidates) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 3))
+    t = verts[tris[candidates]]  # (C, 3, 3)
+    area = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=-1)
+    pick = rng.choice(len(candidates), size=n, p=area / area.sum())
+    r1, r2 = np.sqrt(rng.random(n)), rng.random(n)
+    w = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], -1)
+    return candidates[pick].astype(np.int64), (t[pick] * w[:, :, None]).sum(1)
+
+
+def _nearest_triangle(points: np.ndarray, centroids: np.ndarray, candidates: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Parent for free points: the candidate triangle with the nearest centroid."""
+    c = torch.as_tensor(centroids[candidates], dtype=torch.float32)
+    out = []
+    for i in range(0, len(points), chunk):
+        d = torch.cdist(torch.as_tensor(points[i:i + chunk], dtype=torch.float32), c)
+        out.append(d.argmin(1).numpy())
+    return candidates[np.concatenate(out)] if out else np.zeros(0, np.int64)
+
+
+def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.ndarray,
+                        regions: dict[str, tuple[int, int]], expr_mean: np.ndarray, init_views: list,
+                        init_expr: np.ndarray, vote_views: list, vote_expr: np.ndarray, num_face: int,
+                        num_shell: int, num_mouth: int, seed: int = 0) -> GaussianSet:
+    """Bound Gaussians for a MeshHead from the person's mesh and a few frames (pure arrays in).
+
+    - surface: area-weighted samples on the face, head/neck and eyeball triangles at the default face;
+    - mouth interior: samples on the mouth socket, gums/tongue and teeth triangles (zone: mouth interior);
+    - shell (hair, ears beyond the mesh): head-other pixels of the init views back-projected at the head
+      origin's depth (as the free head's shell), each bound to the nearest head/neck or face triangle of
+      that view's posed mesh, so it keeps its offset from the scalp as the head moves;
+    - zones by a majority vote of the vote views' label maps and colours from the init views, each view
+      seeing the Gaussians on its own posed mesh (its tracked expression);
+    - isotropic scales from the nearest-neighbour distance, in parent-triangle units.
+    `regions` maps region name -> (first triangle, end triangle) of `triangles`; views are
+    `emogs.model.gaussians.View`s with cameras in the mesh's frame, `*_expr` their expressions (n, E)."""
+    from emogs.model.gaussians import _logit, _project, nn_scale, shell_points
+    from emogs.model.szpab import NUM_ZONES, ZONE_MOUTH, ZONE_OTHER
+
+    rng = np.random.default_rng(seed)
+    tris = np.asarray(triangles, np.int64)
+    tri_of = lambda names: np.concatenate([np.arange(*regions[n]) for n in names if n in regions] or [np.zeros(0, int)])
+    tneutral = torch.as_tensor(neutral, dtype=torch.float32)
+    tbasis = torch.as_tensor(basis, dtype=torch.float32)
+    ttris = torch.as_tensor(tris)
+
+    def frames(expr: np.ndarray):
+        v = tneutral + torch.einsum("e,evc->vc", torch.as_tensor(expr, dtype=torch.float32), tbasis)
+        return v.numpy(), triangle_frames(v, ttris)
+
+    vc, (cc, Rc, kc) = frames(expr_mean)
+    n_eye = int(0.03 * num_face)
+    p_face, x_face = _area_sample(vc, tris, tri_of(["face", "head_neck"]), num_face - n_eye, rng)
+    p_eye, x_eye = _area_sample(vc, tris, tri_of(["eyeball_left", "eyeball_right"]), n_eye, rng)
+    p_mouth, x_mouth = _area_sample(vc, tris, tri_of(["mouth_socket", "gums_tongue", "teeth"]), num_mouth, rng)
+    parents = [p_face, p_eye, p_mouth]
+    locals_ = [to_local(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(p), cc, Rc, kc)
+               for p, x in ((p_face, x_face), (p_eye, x_eye), (p_mouth, x_mouth))]
+    shell_cand = tri_of(["head_neck", "face"])
+    per = max(1, num_shell // max(1, len(init_views)))
+    for v, e in zip(init_views, init_expr):  # the shell, view by view on its own posed mesh
+        pts = shell_points([v], per, rng)
+        if not len(pts):
+            continue
+        _, (c, R, k) = frames(e)
+        par = _nearest_triangle(pts, c.numpy(), shell_cand)
+        parents.append(par)
+        locals_.append(to_local(torch.as_tensor(pts, dtype=torch.float32), torch.as_tensor(par), c, R, k))
+    parent = np.concatenate(parents)
+    local = torch.cat(locals_).float()
+    tparent = torch.as_tensor(parent)
+    mouth = np.zeros(len(parent), bool)
+    mouth[len(p_face) + len(p_eye): len(p_face) + len(p_eye) + len(p_mouth)] = True
+
+    def world(expr):
+        _, (c, R, k) = frames(expr)
+        return to_world(local, tparent, c, R, k).numpy().astype(np.float64)
+
+    votes = np.zeros((len(parent), NUM_ZONES), np.int32)
+    for v, e in zip(vote_views, vote_expr):
+        uv, z = _project(world(e), v.K, v.world_to_cam)
+        h, w = v.labels.shape
+        px = np.floor(uv).astype(np.int64)
+        ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+        lab = v.labels[px[ok, 1], px[ok, 0]].astype(np.int64)
+        np.add.at(votes, (np.nonzero(ok)[0], np.clip(lab - 2, 0, NUM_ZONES - 1)), 1)
+    zone = votes.argmax(1)
+    zone[votes.sum(1) == 0] = ZONE_OTHER
+    zone[mouth] = ZONE_MOUTH
+    acc, cnt = np.zeros((len(parent), 3)), np.zeros(len(parent))
+    for v, e in zip(init_views, init_expr):
+        uv, z = _project(world(e), v.K, v.world_to_cam)
+        h, w = v.labels.shape
+        px = np.floor(uv).astype(np.int64)
+        ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+        acc[ok] += v.image[px[ok, 1], px[ok, 0]]
+        cnt[ok] += 1
+    col = acc / np.maximum(cnt, 1)[:, None]
+    col[cnt == 0] = 0.5
+    col[mouth] = np.array([0.35, 0.12, 0.12]) + rng.normal(0, 0.03, (int(mouth.sum()), 3))  # dark cavity first
+    k_par = kc[tparent].numpy()
+    scale = np.clip(nn_scale(world(expr_mean)), 0.02, 2.0) / k_par
+    g = GaussianSet(len(parent), bound=True)
+    with torch.no_grad():
+        g.means.copy_(local)
+        g.color_logit.copy_(_logit(np.clip(col, 0.02, 0.98)))
+        g.log_scales.copy_(torch.log(torch.as_tensor(scale, dtype=torch.float32).clamp_min(1e-4))[:, None].expand(-1, 3))
+        g.opacity_logit.fill_(float(_logit(np.float32(0.3))))
+        g.zone.copy_(torch.as_tensor(zone, dtype=torch.long))
+        g.parent.copy_(tparent)
+        g.parent_scale.copy_(torch.as_tensor(k_par, dtype=torch.float32))
+    return g
