@@ -112,8 +112,12 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", type=Path, help="dataset folder made by `emogs prepare`")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder (resumed if it has a checkpoint)")
     p.add_argument("--iters", type=int, default=None, help="training iterations (rescales the stage schedule)")
-    from emogs.model.config import VARIANTS
+    from emogs.model.config import MODEL_KINDS, VARIANTS
 
+    p.add_argument("--model", choices=list(MODEL_KINDS), default=None, dest="model_kind",
+                   help="free: Gaussians deformed by the network alone; mesh: Gaussians bound to the person's fitted "
+                        "ICT-FaceKit face mesh, so AU edits work beyond the training clip (needs a dataset prepared "
+                        "with the mesh fit). Default: the preset's (docs/training.md)")
     p.add_argument("--variant", choices=list(VARIANTS), default=None,
                    help="ablation: audio only, +AU, +AU+SZ-PAB, +AU+CIT-AE, full (default)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -140,6 +144,8 @@ def _run_train(a: argparse.Namespace) -> None:
             raise InputError(f"--config-json: not JSON ({e})") from None
         if not isinstance(overrides, dict):
             raise InputError("--config-json: must be a JSON object of settings")
+    if a.model_kind is not None:
+        overrides = {**(overrides or {}), "model.kind": a.model_kind}
     try:
         cfg = build_config(a.device, a.iters, a.variant, overrides)
     except (ValueError, TypeError) as e:

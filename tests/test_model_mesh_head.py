@@ -64,10 +64,10 @@ def test_a_triangle_moves_its_gaussians_and_only_those():
     assert not torch.allclose(moved["quats"][0, :10], base["quats"][0, :10], atol=1e-3)  # they rotate with it
     # triangle 1 twice as large: its Gaussians keep their place relative to it and scale with it
     s = grown["scales"][0, 10:] / base["scales"][0, 10:]
-    assert torch.allclose(s, torch.full_like(s, 2.0), atol=1e-4)
+    assert torch.allclose(s, torch.full_like(s, 2.0), atol=1e-3)  # the basis is stored in float16
     c0 = base["means"][0, 10:] - base["means"][0, 10:].mean(0)
     c1 = grown["means"][0, 10:] - grown["means"][0, 10:].mean(0)
-    assert torch.allclose(c1, 2 * c0, atol=1e-4)
+    assert torch.allclose(c1, 2 * c0, atol=1e-3)
     # a residual offset is in the triangle's frame: it turns with the triangle
     with torch.no_grad():
         m.deform.mlp[-1].bias[:3] = torch.tensor([0.0, 0.0, 0.5])  # +0.5 triangle sizes along the normal
