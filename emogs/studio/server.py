@@ -225,7 +225,7 @@ class Studio:
         app = web.Application(client_max_size=MAX_WS_MESSAGE)
         app.router.add_get("/", self.page)
         app.router.add_get("/static/{name}", self.page)
-        app.router.add_get("/favicon.ico", lambda r: web.Response(status=204))
+        app.router.add_get("/favicon.ico", self.no_icon)
         app.router.add_get("/api/info", self.http_info)
         app.router.add_get("/api/status", self.http_status)
         app.router.add_get("/api/audio", self.http_audio)
@@ -245,6 +245,11 @@ class Studio:
         file, ctype = PAGES[name]
         return web.Response(body=(STATIC / file).read_bytes(), content_type=ctype, charset="utf-8",
                             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+    async def no_icon(self, request):
+        from aiohttp import web
+
+        return web.Response(status=204)
 
     @staticmethod
     def _error(status: int, message: str):

@@ -15,7 +15,7 @@ const S = {
   last: { frame: -1, v: -1, speech: -1 }, lastHeader: null,
   framesReceived: 0, frameTimes: [], latencies: [], drifts: [], measured: new Map(), requested: new Map(),
   exporting: false, exportUrl: null, exportFrames: 0, ended: 0, errors: [], messages: [],
-  recorder: null, speechVersion: -1,
+  recorder: null, speechVersion: -1, uploadsDone: 0,
 };
 window.studio = S;
 
@@ -184,6 +184,10 @@ function wireTransport() {
 
 // ---------- uploads and the microphone ----------
 async function upload(blob, name) {
+  try { return await uploadOnce(blob, name); } finally { S.uploadsDone += 1; }
+}
+
+async function uploadOnce(blob, name) {
   const lim = S.info.limits;
   if (blob.size > lim.upload_mb * 1e6) {
     show(`${name}: larger than the upload limit of ${lim.upload_mb} MB`, "error");
