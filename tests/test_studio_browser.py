@@ -83,8 +83,8 @@ def open_page(browser, url: str):
     """A new tab on the studio that holds it (taking it over if another tab still does), a frame shown."""
     page = browser.new_context(viewport={"width": 1200, "height": 1000}).new_page()
     page.goto(url + "/")
-    page.wait_for_function("window.studio && (window.studio.framesReceived > 0 || !document.getElementById('busy').hidden)",
-                           timeout=60_000)
+    page.wait_for_function("window.studio && (window.studio.framesReceived > 0"
+                           " || !document.getElementById('busy').hidden)", timeout=60_000)
     if page.is_visible("#busy"):
         page.click("#take-over")
     page.wait_for_function("window.studio.framesReceived > 0", timeout=60_000)
@@ -92,8 +92,11 @@ def open_page(browser, url: str):
 
 
 def settled(page, timeout: float = 60_000) -> dict:
-    """Wait until the frame on screen was rendered with the page's latest controls; -> its header."""
-    page.wait_for_function("window.studio.last.v === window.studio.cv && !window.studio.inflight && !window.studio.dirty",
+    """Wait until the frame on screen is the one of the audio position, rendered with the page's latest
+    controls; -> its header."""
+    page.wait_for_function("window.studio.last.v === window.studio.cv && !window.studio.inflight"
+                           " && !window.studio.dirty && window.studio.last.speech === window.studio.speechVersion"
+                           " && window.studio.last.frame === frameAt(document.getElementById('audio').currentTime)",
                            timeout=timeout)
     return page.evaluate("window.studio.lastHeader")
 

@@ -77,6 +77,13 @@ def test_pages_info_and_no_path_reaches_the_filesystem(studio):
         for bad in ("/static/server.py", "/static/..%2Fserver.py", "/static/%2E%2E/__init__.py", "/api/timeline.py",
                     "/api/export/..%2F..%2Fetc%2Fpasswd", "/api/export/AAAAAAAAAAAAAAAA", "/etc/passwd"):
             assert (await c.get(bad)).status == 404, bad
+        r = await c.get("/api/info", headers={"Host": "attacker.example:7860"})  # DNS rebinding
+        assert r.status == 403 and "unexpected Host" in (await r.json())["error"]
+        r = await c.get("/ws", headers={"Origin": "http://attacker.example"})  # another site's script
+        assert r.status == 403 and "other sites" in (await r.json())["error"]
+        r = await c.post("/api/upload", data=b"x", headers={"Origin": "http://attacker.example"})
+        assert r.status == 403
+        assert (await c.get("/api/info", headers={"Origin": f"http://{c.host}:{c.port}"})).status == 200
         info = await (await c.get("/api/info")).json()
         assert [a["name"] for a in info["aus"]][8] == "AU12" and info["aus"][8]["facs"] == "lip corner puller"
         assert info["device"] == "cpu" and "CPU" in info["note"] and info["size"] == 64

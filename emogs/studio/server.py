@@ -15,11 +15,13 @@ take it over, and a closed or misbehaving tab never takes the server down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
 import secrets
 import shutil
+import signal
 import struct
 import sys
 import tempfile
@@ -40,6 +42,7 @@ STATIC = Path(__file__).parent / "static"
 PAGES = {"": ("index.html", "text/html"), "studio.js": ("studio.js", "text/javascript"),
          "studio.css": ("studio.css", "text/css")}
 MAX_WS_MESSAGE = 64 * 1024
+KEEP_EXPORTS = 3  # MP4 exports kept for download at once
 DRAIN_LIMIT = 256 * 2 ** 20  # bytes of a too-large upload read and dropped before answering
 CPU_MAX_SIZE = 256  # default render size on a CPU
 IDLE_SECONDS = 20.0  # the silent clip the head idles on before any speech is loaded
@@ -128,6 +131,7 @@ class Studio:
         self.speech_version = 0
         self.exports: dict[str, Path] = {}
         self.exporting = False
+        self.stopping = False  # set on shutdown: a running export stops at its next chunk
         self.measuring = False
         self._measure_busy = False
         self._measure_last = 0.0
@@ -222,7 +226,12 @@ class Studio:
     def app(self):
         from aiohttp import web
 
-        app = web.Application(client_max_size=MAX_WS_MESSAGE)
+        @web.middleware
+        async def guard(request, handler):
+            why = self.refusal(request)
+            return self._error(403, why) if why is not None else await handler(request)
+
+        app = web.Application(client_max_size=MAX_WS_MESSAGE, middlewares=[guard])
         app.router.add_get("/", self.page)
         app.router.add_get("/static/{name}", self.page)
         app.router.add_get("/favicon.ico", self.no_icon)
@@ -235,6 +244,19 @@ class Studio:
         app.router.add_get("/ws", self.websocket)
         app.on_shutdown.append(self._on_shutdown)
         return app
+
+    def refusal(self, request) -> str | None:
+        """Why a request must be refused: a Host that is not this machine's loopback name while serving on
+        loopback (DNS rebinding), or a browser Origin other than the page's own (another site's script
+        driving the studio through the user's browser)."""
+        if self.cfg.host in LOOPBACK:
+            host = urllib.parse.urlsplit("//" + (request.host or "")).hostname or ""
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                return f"unexpected Host {request.host[:60]!r}: open the studio as http://127.0.0.1:PORT/"
+        origin = request.headers.get("Origin")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc != request.host:
+            return "requests from other sites are refused"
+        return None
 
     async def page(self, request):
         from aiohttp import web
@@ -484,6 +506,8 @@ class Studio:
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
+            if self.stopping:
+                raise InterruptedError("the studio is stopping")
             if time.monotonic() - last[0] > 0.3 or done == total:
                 last[0] = time.monotonic()
                 asyncio.run_coroutine_threadsafe(
@@ -492,7 +516,8 @@ class Studio:
         def job() -> tuple[Path, int]:
             s = self.stream
             path = self.tmp / f"export-{secrets.token_hex(8)}.mp4"
-            n = write_video(path, s.export_frames(progress=progress), FPS, audio=s.speech.wav, sample_rate=SAMPLE_RATE)
+            n = write_video(path, s.export_frames(chunk=16, progress=progress), FPS, audio=s.speech.wav,
+                            sample_rate=SAMPLE_RATE)
             return path, n
 
         try:
@@ -500,6 +525,8 @@ class Studio:
             path, n = await self.in_worker(job)
             token = secrets.token_urlsafe(16)
             self.exports[token] = path
+            for old in list(self.exports)[:-KEEP_EXPORTS]:  # the oldest exports make room
+                self.exports.pop(old).unlink(missing_ok=True)
             await self._send(ws, {"type": "export_ready", "url": f"/api/export/{token}", "frames": n,
                                   "seconds": round(time.monotonic() - t0, 2)})
             self.log(f"studio: exported {n} frames in {time.monotonic() - t0:.1f} s")
@@ -556,7 +583,7 @@ def serve(run: str | Path, cfg: StudioConfig, ready: Callable[[str], None] | Non
           flush=True)
 
     async def main() -> None:
-        runner = web.AppRunner(studio.app(), access_log=None)
+        runner = web.AppRunner(studio.app(), access_log=None, shutdown_timeout=3.0)
         await runner.setup()
         site = web.TCPSite(runner, cfg.host, cfg.port)
         try:
@@ -570,12 +597,19 @@ def serve(run: str | Path, cfg: StudioConfig, ready: Callable[[str], None] | Non
         print(f"emogs studio: serving {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         if ready:
             ready(url)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
-            await runner.cleanup()
+            studio.stopping = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(runner.cleanup(), 10)
 
     try:
         asyncio.run(main())
     finally:
         studio.close()
+    print("emogs studio: stopped", file=sys.stderr, flush=True)

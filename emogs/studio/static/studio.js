@@ -178,7 +178,11 @@ function wireTransport() {
     playbackPosition(true);
     S.playing = false; S.ended += 1; $("play").textContent = "Play";
   });
-  audio.addEventListener("seeking", () => { S.segment += 1; });
+  audio.addEventListener("seeking", () => {
+    S.segment += 1;
+    const f = Math.floor((audio.currentTime || 0) * FPS);  // the plot keeps what was played up to here
+    for (const m of [S.requested, S.measured]) for (const k of [...m.keys()]) if (k > f) m.delete(k);
+  });
   $("seek").addEventListener("input", (e) => { audio.currentTime = Number(e.target.value); });
 }
 
@@ -244,6 +248,7 @@ function wireExport() {
   $("export-mp4").addEventListener("click", () => {
     if (S.exporting) return;
     audio.pause();
+    S.exporting = true;
     S.exportUrl = null;
     $("export-status").textContent = "rendering the take ...";
     send({ type: "export" });
@@ -366,7 +371,11 @@ function updateFreeSliders(au) {
       tr.querySelector(".val").textContent = au[k].toFixed(2);
       tr.classList.remove("clamped");
     } else {  // a set AU the model is driven with at another value: cut by the clamp
-      tr.classList.toggle("clamped", Math.abs(au[k] - S.controls.au[name]) > 0.02);
+      const cut = Math.abs(au[k] - S.controls.au[name]) > 0.02;
+      tr.classList.toggle("clamped", cut);
+      const val = tr.querySelector(".val");
+      val.textContent = (cut ? au[k] : S.controls.au[name]).toFixed(2);
+      val.title = cut ? `set ${S.controls.au[name].toFixed(2)}, clamped to ${au[k].toFixed(2)} (the training range + 0.1)` : "";
     }
   }
 }
