@@ -235,3 +235,14 @@ def test_a_played_take_exports_to_mp4_with_audio_and_timelines(studio, speech_fi
     info = media.probe(out)
     assert info.has_audio and info.num_frames == 38 and info.duration == pytest.approx(38 / 25, abs=0.05)
     assert abs(len(media.load_audio(out)) - 24000) < 1100  # AAC priming / padding only
+
+
+def test_the_studio_command_checks_its_arguments(tmp_path, capsys):
+    from emogs.cli import main
+
+    assert main(["studio", str(tmp_path / "nope"), "--port", "70000"]) == 2
+    assert "--port 70000" in capsys.readouterr().err
+    assert main(["studio", str(tmp_path / "nope"), "--max-upload-mb", "0"]) == 2
+    assert main(["studio", str(tmp_path / "nope"), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "warning: serving on 0.0.0.0" in err and "no such run folder" in err.splitlines()[-1]
