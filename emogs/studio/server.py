@@ -118,8 +118,9 @@ def wav_bytes(wav: np.ndarray) -> bytes:
 class Studio:
     """The server's state: the Avatar, the live stream of the current speech, the active page."""
 
-    def __init__(self, avatar: Any, cfg: StudioConfig, log: Callable[[str], None] | None = None) -> None:
-        self.av, self.cfg = avatar, cfg
+    def __init__(self, avatar: Any, cfg: StudioConfig, log: Callable[[str], None] | None = None,
+                 run_name: str = "") -> None:
+        self.av, self.cfg, self.run_name = avatar, cfg, run_name
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
         self.tmp = Path(tempfile.mkdtemp(prefix="emogs-studio-"))  # private: mode 0700
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="studio-render")  # every touch of the stream
@@ -167,7 +168,7 @@ class Studio:
                 f"{fps:.0f} frames/s (measured {self.render_ms:.0f} ms a frame at start); on a GPU the same page "
                 f"runs at the full size and 25 frames/s")
         return {
-            "run": av.run_dir.name, "size": av.size, "resolution": int(av.cfg.resolution), "device": av.device.type,
+            "run": self.run_name, "size": av.size, "resolution": int(av.cfg.resolution), "device": av.device.type,
             "fps": FPS, "render_ms": round(self.render_ms, 1), "expected_fps": round(fps, 1), "note": note,
             "aus": [{"name": n, "facs": facs.get(n, ""), "min": float(lo[i]), "max": float(hi[i]),
                      "default": float(av.default_au[i]), "speech": n in speech} for i, n in enumerate(AU_NAMES)],
@@ -578,7 +579,7 @@ def serve(run: str | Path, cfg: StudioConfig, ready: Callable[[str], None] | Non
               "studio and upload files to it (there is no login)", file=sys.stderr, flush=True)
     print(f"emogs studio: loading {run} ...", file=sys.stderr, flush=True)
     av = load_avatar(run, cfg)
-    studio = Studio(av, cfg)
+    studio = Studio(av, cfg, run_name=Path(run).resolve().name)
     print(f"emogs studio: {av.device.type}, {av.size} px, {studio.render_ms:.0f} ms a frame", file=sys.stderr,
           flush=True)
 

@@ -263,7 +263,9 @@ function connect(takeOver) {
   S.ws = ws;
   ws.onopen = () => ws.send(JSON.stringify({ type: "hello", take_over: !!takeOver }));
   ws.onclose = () => {
-    if (S.ws === ws) { S.connected = false; S.inflight = null; }
+    if (S.ws !== ws) return;
+    if (S.connected) show("lost the connection to the studio server (stopped?): reload the page", "error");
+    S.connected = false; S.inflight = null;
   };
   ws.onmessage = (ev) => {
     if (typeof ev.data === "string") onJson(JSON.parse(ev.data));
