@@ -20,4 +20,13 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
     echo "note: install espeak-ng (apt-get install espeak-ng) for 'emogs synth' / 'emogs demo'"
   fi
 fi
+# Chromium (the headless browser of the `emogs studio` tests, driven by Playwright): a Debian package.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+      || echo "warning: could not install chromium (the studio browser tests will be skipped)"
+  else
+    echo "note: install chromium (apt-get install chromium) to run the studio browser tests"
+  fi
+fi
 python -c "import emogs, sys; print('emogs', emogs.__version__, 'ready in', sys.prefix)"

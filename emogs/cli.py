@@ -272,11 +272,38 @@ def _run_demo(a: argparse.Namespace) -> None:
     run_demo(a.output, video=a.video, quick=a.quick, device=a.device)
 
 
+# --- studio ----------------------------------------------------------------------------------------
+def _args_studio(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="trained run folder (from `emogs train`)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other is reachable from elsewhere: a warning)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--size", type=int, default=None,
+                   help="render size in pixels (default: the run's resolution on a GPU, at most 256 on a CPU)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest speech upload (default 50 MB)")
+    p.add_argument("--max-audio-seconds", type=float, default=600.0, help="longest speech (default 600 s)")
+    p.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of the streamed frames (default 85)")
+    p.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice)")
+
+
+def _run_studio(a: argparse.Namespace) -> None:
+    from emogs.studio.server import StudioConfig, serve
+
+    if a.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, a.threads))
+    serve(a.run, StudioConfig(host=a.host, port=a.port, device=a.device, size=a.size, max_upload_mb=a.max_upload_mb,
+                              max_audio_seconds=a.max_audio_seconds, jpeg_quality=a.jpeg_quality))
+
+
 COMMANDS = {
     "analyze": (_args_analyze, _run_analyze, "per-frame AUs, blendshapes, head pose (OpenFace-like CSV)"),
     "prepare": (_args_prepare, _run_prepare, "turn a talking-head video into a training dataset"),
     "train": (_args_train, _run_train, "train an AU-controllable 3DGS talking head on a prepared dataset"),
     "render": (_args_render, _run_render, "drive a trained head with new speech and AU / emotion / pose controls"),
+    "studio": (_args_studio, _run_studio, "drive a trained head live in the browser: AU sliders, presets, any speech"),
     "synth": (_args_synth, _run_synth, "synthetic talking head with exact AU / blendshape ground truth"),
     "eval": (_args_eval, _run_eval, "metrics report of a training run (PSNR/SSIM/LPIPS, LMD, CSIM, AUE, sync, ...)"),
     "eval-videos": (_args_eval_videos, _run_eval_videos, "metrics report of a predicted video against ground truth"),

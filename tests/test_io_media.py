@@ -55,3 +55,15 @@ def test_real_clip_resampled_to_25fps(shared_data):
     p = shared_data / "video" / "macron_50s.mp4"  # 30 fps source
     n = sum(1 for _ in media.read_frames(p, fps=25, max_seconds=2.0))
     assert n == 50
+
+
+def test_load_audio_max_seconds_is_the_prefix_of_the_whole_decode(tmp_path):
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(3 * 16000) * 0.1).astype(np.float32)
+    p = tmp_path / "a.mp4"
+    media.write_video(p, np.zeros((75, 32, 32, 3), np.uint8), fps=25, audio=audio)
+    whole = media.load_audio(p)
+    part = media.load_audio(p, max_seconds=1.3)
+    assert len(part) == round(1.3 * 16000)
+    np.testing.assert_array_equal(part, whole[: len(part)])
+    assert len(media.load_audio(p, max_seconds=60)) == len(whole)  # longer than the file: all of it

@@ -142,7 +142,8 @@ def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
-    """Decode the first audio stream of any media file to float32 mono at `sample_rate`."""
+    """Decode the first audio stream of any media file to float32 mono at `sample_rate`. With
+    `max_seconds`, decoding stops once that much audio is out (a long file is never decoded whole)."""
     if backend() == "opencv":
         _check_input(Path(path))
         if Path(path).suffix.lower() != ".wav":
@@ -153,22 +154,28 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
         return wav if max_seconds is None else wav[: int(round(max_seconds * sample_rate))]
     import av
 
+    limit = None if max_seconds is None else int(round(max_seconds * sample_rate))
     with _open(path) as c:
         if not c.streams.audio:
             raise InputError(f"{path}: has no audio track")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
+        n = 0
         try:
             for frame in c.decode(c.streams.audio[0]):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                    n += len(chunks[-1])
+                if limit is not None and n >= limit:
+                    break
+            else:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(-1))
         except Exception as e:
             raise InputError(f"{path}: audio decoding failed ({type(e).__name__})") from None
     wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    if max_seconds is not None:
-        wav = wav[: int(round(max_seconds * sample_rate))]
+    if limit is not None:
+        wav = wav[:limit]
     return wav
 
 
