@@ -2,6 +2,7 @@
 
     python3 -m emogs.train.gpu DATASET RUN [--budget-s 450] [--iters N] [--variant full] [--out DIR]
     python -m emogs.train.gpu pack-assets .gpu/train_assets   (here, once: mesh + LPIPS weights)
+    python -m emogs.train.gpu pack-dataset datasets/NAME .gpu/ds_NAME   (here: what training reads)
     python -m emogs.io.media mux RUN/test_render.mp4          (here, after: mux the test audio)
 
 Runs the `gpu_config()` preset (512 px) on CUDA with gsplat, with `time_budget_s` so training plus the
@@ -37,9 +38,31 @@ def pack_assets(dst: Path) -> None:
     print(f"assets written to {dst}")
 
 
+TRAIN_FILES = ("manifest.json", "frames.mp4", "audio.wav", "tracks.npz", "labels.mkv", "background.png",
+               "audio_mel.npy", "audio_whisper.npy", "mesh.npz")
+
+
+def pack_dataset(src: Path, dst: Path) -> None:
+    """Locally: the files training reads from a prepared dataset -> dst/ (what travels to the GPU machine),
+    plus, for datasets with a mesh fit, the person's head mesh (`person_mesh.npz`, `emogs.train.loop`), so the
+    GPU machine needs no ICT-FaceKit."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in TRAIN_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+    if (src / "mesh.npz").is_file():
+        from emogs.train.loop import person_mesh, save_person_mesh
+
+        save_person_mesh(dst / "person_mesh.npz", person_mesh(src))
+    print(f"{src} packed into {dst}: {sum(f.stat().st_size for f in dst.iterdir()) / 2 ** 20:.1f} MB")
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "pack-assets":
         pack_assets(Path(argv[1]))
+        return 0
+    if argv and argv[0] == "pack-dataset":
+        pack_dataset(Path(argv[1]), Path(argv[2]))
         return 0
     p = argparse.ArgumentParser(prog="python -m emogs.train.gpu")
     p.add_argument("dataset", type=Path)

@@ -85,31 +85,56 @@ def init_model(cfg: TrainConfig, bank: FrameBank, ds=None) -> TalkingHead:
     return model
 
 
-def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
-    """MeshHead: the ICT-FaceKit head regions with the dataset's fitted identity baked in, Gaussians bound to
-    its triangles (emogs.model.mesh_head.init_mesh_gaussians)."""
+PERSON_MESH = "person_mesh.npz"
+
+
+def person_mesh(root: Path) -> dict[str, np.ndarray]:
+    """The person's head mesh for a dataset with a mesh fit: the ICT-FaceKit head regions
+    (`emogs.mesh.ict.HEAD_REGIONS`) with the fitted identity baked in. -> neutral (V,3) f32, basis (E,V,3) f16,
+    triangles (T,3), expression_names (E,), region_names / region_triangles (R, 2). Read from
+    DATASET/person_mesh.npz when present (a dataset packed for a machine without ICT-FaceKit)."""
+    root = Path(root)
+    if (root / PERSON_MESH).is_file():
+        with np.load(root / PERSON_MESH, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
     from emogs.mesh.ict import HEAD_REGIONS, load_ict
+
+    with np.load(root / "mesh.npz", allow_pickle=False) as z:
+        identity, names = z["identity"], [str(n) for n in z["expression_names"]]
+    ict = load_ict().submesh(HEAD_REGIONS)
+    if tuple(names) != tuple(ict.expression_names):
+        raise InputError(f"{root}: the mesh fit names other expression shapes than this ICT-FaceKit model")
+    reg = list(ict.regions.items())
+    return dict(neutral=ict.vertices(identity).astype(np.float32), basis=ict.expression_basis.astype(np.float16),
+                triangles=np.asarray(ict.triangles, np.int64), expression_names=np.array(names),
+                region_names=np.array([n for n, _ in reg]), region_triangles=np.array([(r.t0, r.t1) for _, r in reg]))
+
+
+def save_person_mesh(path: Path, mesh: dict[str, np.ndarray]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **mesh)
+
+
+def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
+    """MeshHead: the person's head mesh (`person_mesh`), Gaussians bound to its triangles
+    (emogs.model.mesh_head.init_mesh_gaussians)."""
     from emogs.model.mesh_head import MeshHead, init_mesh_gaussians
 
-    fit = getattr(ds, "mesh", None)
-    if fit is None or bank.expression is None:
+    if getattr(ds, "mesh", None) is None or bank.expression is None:
         raise InputError("the mesh model needs a dataset with a fitted face mesh (mesh.npz)")
-    ict = load_ict().submesh(HEAD_REGIONS)
-    names = [str(n) for n in fit["expression_names"]]
-    if tuple(names) != tuple(ict.expression_names):
-        raise InputError("the dataset's mesh fit names other expression shapes than this ICT-FaceKit model")
-    neutral = ict.vertices(fit["identity"]).astype(np.float32)  # (V, 3) the person's neutral face
-    basis = ict.expression_basis.astype(np.float32)  # (E, V, 3)
-    regions = {n: (r.t0, r.t1) for n, r in ict.regions.items()}
+    pm = person_mesh(ds.root)
+    neutral, basis = pm["neutral"].astype(np.float32), pm["basis"].astype(np.float32)
+    regions = {str(n): (int(a), int(b)) for n, (a, b) in zip(pm["region_names"], pm["region_triangles"])}
     expr = bank.expression.cpu().numpy()
     expr_mean = expr.mean(0)
     m = cfg.model
     iv = _view_ids(bank, cfg.num_init_views)
     vv = _view_ids(bank, cfg.num_vote_views)
-    g = init_mesh_gaussians(neutral, basis, ict.triangles, regions, expr_mean, _views(bank, cfg.num_init_views),
+    g = init_mesh_gaussians(neutral, basis, pm["triangles"], regions, expr_mean, _views(bank, cfg.num_init_views),
                             expr[iv], _views(bank, cfg.num_vote_views), expr[vv], m.num_face, m.num_shell,
                             m.num_mouth, cfg.seed)
-    model = MeshHead(m, g, torch.as_tensor(neutral), torch.as_tensor(basis), torch.as_tensor(ict.triangles),
+    model = MeshHead(m, g, torch.as_tensor(neutral), torch.as_tensor(basis), torch.as_tensor(pm["triangles"]),
                      torch.as_tensor(expr_mean))
     model.au_mean.copy_(bank.au_window[:, bank.au_window.shape[1] // 2].float().mean(0).cpu())
     return model
