@@ -63,7 +63,8 @@ def test_avatar_api_returns_frames_and_side_by_side(tiny_run, shared_data, tmp_p
     neutral = av.render(wav, base="neutral", blinks=False, quiet=True)
     assert not np.array_equal(frames, neutral)  # the controls reach the pixels
     res = av.render(wav, tmp_path / "sbs.mp4", au="AU04=1@0.2-0.8", side_by_side=True, quiet=True)
-    assert res.frames == 25 and media.probe(res.path).width == 128
+    info = media.probe(res.path)  # a 64 px render is shown 4x (256 px) beside a 384 x 256 plot
+    assert res.frames == 25 and (info.width, info.height) == (256 + 384, 256)
 
 
 def test_render_bad_inputs_clear_errors_and_nothing_overwritten(tiny_run, shared_data, tmp_path, capsys):

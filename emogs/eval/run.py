@@ -6,13 +6,14 @@ Both read video at 25 fps (the project's time base: frame i <-> audio samples [6
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from emogs.errors import InputError
-from emogs.eval.report import write_report
+from emogs.eval.report import check_report_dir, write_report
 from emogs.eval.suite import EvalOptions, evaluate_frames
 from emogs.io.atomic import read_json
 from emogs.io.media import load_audio, probe, read_frames
@@ -50,10 +51,12 @@ def load_aligned_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.n
 
 
 def eval_videos(pred: str | Path, gt: str | Path, out_dir: str | Path, emotion: str | None = None,
-                options: EvalOptions | None = None) -> Path:
-    """Evaluate two aligned videos; the sync audio comes from `pred` (else `gt`). Returns metrics.json path."""
+                options: EvalOptions | None = None, overwrite: bool = True) -> Path:
+    """Evaluate two aligned videos; the sync audio comes from `pred` (else `gt`). Returns metrics.json path.
+    The report folder is checked first (`check_report_dir`; an earlier report only with `overwrite`)."""
     pred, gt = Path(pred), Path(gt)
     ip, ig = probe(pred), probe(gt)
+    check_report_dir(out_dir, [pred, gt], overwrite)
     o = options or EvalOptions()
     o.emotion = emotion or o.emotion
     notes = []
@@ -70,9 +73,17 @@ def eval_videos(pred: str | Path, gt: str | Path, out_dir: str | Path, emotion: 
             audio_src = None
     res = evaluate_frames(read_frames(pred, fps=FPS, size=size), read_frames(gt, fps=FPS), audio, o)
     res.notes[:0] = notes
+    _say_notes(res, o)
     inputs = {"pred": str(pred), "gt": str(gt), "audio": audio_src, "emotion": o.emotion,
               "pred_fps": ip.fps, "gt_fps": ig.fps, "read_fps": FPS}
     return write_report(res, out_dir, inputs, title="emogs eval-videos")
+
+
+def _say_notes(res, o: EvalOptions) -> None:
+    """The report's notes (why a metric is n/a, ...) on stderr too, when progress is shown."""
+    if o.progress:
+        for n in res.notes:
+            print(f"eval: note: {n}", file=sys.stderr, flush=True)
 
 
 def split_side_by_side(frames):
@@ -102,19 +113,25 @@ def read_benchmark_fps(run: Path) -> tuple[float | None, str | None]:
 
 
 def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = None,
-             emotion: str | None = None, options: EvalOptions | None = None) -> Path:
+             emotion: str | None = None, options: EvalOptions | None = None, overwrite: bool = True) -> Path:
     """Evaluate a training run from RUN/<split>_render.mp4 (render | ground truth side by side, split audio
-    muxed in). Adds `fps` from the render benchmark file and keeps RUN/metrics.json as `meta.inputs.train_metrics`."""
+    muxed in). Adds `fps` from the render benchmark file and keeps RUN/metrics.json as `meta.inputs.train_metrics`.
+    The report folder (default RUN/eval_<split>) is checked first; an earlier report only with `overwrite`."""
     run = Path(run)
+    if run.is_file():
+        raise InputError(f"{run}: is a file; give the run folder made by `emogs train`")
     if not run.is_dir():
         raise InputError(f"{run}: not a run folder")
     video = run / f"{split}_render.mp4"
     if not video.is_file():
         raise InputError(f"{video} not found (train writes test_render.mp4; other splits need a render first)")
+    out = Path(out_dir) if out_dir else run / f"eval_{split}"
+    check_report_dir(out, [video, run / "metrics.json", *(run / b for b in BENCHMARK_FILES)], overwrite)
     o = options or EvalOptions()
     o.emotion = emotion or o.emotion
     pred, gt = split_side_by_side(read_frames(video, fps=FPS))
     res = evaluate_frames(pred, gt, load_aligned_audio(video), o)
+    _say_notes(res, o)
     inputs: dict[str, Any] = {"run": str(run), "split": split, "video": str(video),
                               "layout": "left half = render, right half = ground truth", "emotion": o.emotion}
     fps, src = read_benchmark_fps(run)
@@ -125,4 +142,4 @@ def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = 
         res.notes.append("no render benchmark file (" + " / ".join(BENCHMARK_FILES) + "): fps not reported")
     if (run / "metrics.json").is_file():
         inputs["train_metrics"] = read_json(run / "metrics.json")
-    return write_report(res, Path(out_dir) if out_dir else run / f"eval_{split}", inputs, title=f"emogs eval {run.name}")
+    return write_report(res, out, inputs, title=f"emogs eval {run.name}")
