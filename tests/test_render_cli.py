@@ -104,7 +104,7 @@ def test_incompatible_run_is_refused(tiny_run, shared_data, tmp_path, capsys):
     tensors = load_file(str(old / "model.safetensors"))
     save_file(tensors, str(old / "model.safetensors"), metadata={"run_format_version": "0"})
     speech = tmp_path / "speech.wav"
-    media.write_wav(speech, _speech(shared_data, 0.5))
+    media.write_wav(speech, _speech(shared_data, 1.0))  # (the first 0.5 s are silent: refused before the run)
     assert main(["render", str(old), "--audio", str(speech), "-o", str(tmp_path / "x.mp4")]) == 2
     assert "run format version 0" in capsys.readouterr().err
     assert main(["render", str(tmp_path / "nope"), "--audio", str(speech), "-o", str(tmp_path / "x.mp4")]) == 2

@@ -389,3 +389,77 @@ def test_every_command_and_the_avatar_api_pick_threads(monkeypatch, tmp_path, ca
     with pytest.raises(InputError, match="model.safetensors"):
         Avatar.load(run)
     assert calls == [1, 1]
+
+
+# --- 11. smaller things ------------------------------------------------------------------------------
+def test_render_and_eval_help_spell_emotions_the_same_way(capsys):
+    from emogs.control.emotions import EMOTION_NAMES
+
+    spelled = "|".join(EMOTION_NAMES)
+    for cmd in ("render", "eval", "eval-videos"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        assert spelled in " ".join(capsys.readouterr().out.split()), cmd
+
+
+def test_au_table_shows_what_the_model_receives():
+    from emogs.control.plan import build_plan
+
+    plan = build_plan(50, au="AU12=1.0", blinks=False)
+    sent = plan.au.copy()
+    sent[:, 8] = 0.4  # AU12 clamped to the training range
+    text = plan.summary(sent=sent)
+    assert "AUs sent to the model" in text
+    row = next(ln for ln in text.splitlines() if ln.strip().startswith("AU12"))
+    assert row.split()[1:4] == ["0.40", "0.40", "0.40"] and "1.00-1.00 (clamped)" in row
+
+
+def test_dataset_au_plot_has_an_intensity_scale(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from emogs.data.report import au_plot
+    from emogs.face.aus import AU_NAMES
+
+    seen = []
+    real = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: (seen.append(self),
+                                                                                   real(self, *a, **k)))
+    aus = np.random.default_rng(0).random((60, 17))
+    au_plot(tmp_path / "au.png", aus, AU_NAMES, np.ones(60, bool), 40)
+    axes = seen[0].axes
+    assert len(axes) == 17 and all(list(ax.get_yticks()) == [0, 0.5, 1] for ax in axes)
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["0", "", "1"]
+
+
+def test_side_by_side_panel_layout():
+    from emogs.control.plot import plot_requested_vs_measured
+
+    req = np.zeros((50, 17))
+    req[10:30, 0] = 1.0
+    img, (x0, y0, x1, y1) = plot_requested_vs_measured(req, req * 0.8, [f"AU{i}" for i in range(17)], 25, 384, 256,
+                                                       return_axes=True)
+    assert img.shape == (256, 384, 3)
+    below = img[y1 + 30:, x0:x1]  # tick labels and the legend live below the axes, not over the tracks
+    assert (below < 128).any()
+    assert 0 < x0 < x1 <= 384 and 0 < y0 < y1 < 256 - 40
+
+
+def test_eval_progress_goes_to_stderr(capsys):
+    from emogs.eval.suite import EvalOptions, evaluate_frames
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(30)]
+    evaluate_frames(iter(frames), iter(frames), None, EvalOptions(groups=("image",), progress=True))
+    out, err = capsys.readouterr()
+    assert out == "" and "eval: 25 frames" in err
+
+
+def test_eval_says_why_sync_is_not_available_on_short_clips(talking_clip):
+    from emogs.eval.suite import EvalOptions, evaluate_frames
+    from emogs.io.media import load_audio, read_frames
+
+    frames = list(read_frames(talking_clip, max_seconds=1.6))
+    res = evaluate_frames(iter(frames), iter(frames), load_audio(talking_clip),
+                          EvalOptions(groups=("sync",)))
+    assert np.isnan(res.metrics["sync_mouth_audio_corr"])
+    assert any(n.startswith("sync metrics n/a: the clip has 40 frames") for n in res.notes), res.notes

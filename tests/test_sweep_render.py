@@ -18,7 +18,8 @@ from emogs.io import media
 
 
 def _speech(shared_data, seconds: float) -> np.ndarray:
-    return media.load_audio(shared_data / "audio" / "emotalk_happy.wav", 16000, max_seconds=seconds)
+    """`seconds` of speech (the file's first 0.5 s are silence)."""
+    return media.load_audio(shared_data / "audio" / "emotalk_happy.wav", 16000, max_seconds=0.5 + seconds)[8000:]
 
 
 def test_truncated_wav_renders_what_is_there_with_a_warning(tiny_run, shared_data, tmp_path, capsys):
@@ -104,7 +105,7 @@ def _wait_for_temp(folder, proc, timeout=240.0) -> list:
 @pytest.mark.slow
 def test_killed_renders_leave_no_hidden_temp_files(tiny_run, shared_data, tmp_path):
     wav = tmp_path / "s.wav"
-    media.write_wav(wav, np.tile(_speech(shared_data, 2.0), 5))  # 10 s: a render that takes a while
+    media.write_wav(wav, np.tile(_speech(shared_data, 2.0), 3))  # 6 s: a render that takes a while
     out = tmp_path / "o.mp4"
     p = _start_render(tiny_run, wav, out)  # SIGTERM: the render cleans up after itself
     _wait_for_temp(tmp_path, p)
@@ -120,4 +121,4 @@ def test_killed_renders_leave_no_hidden_temp_files(tiny_run, shared_data, tmp_pa
     p = _start_render(tiny_run, wav, out)  # ... so the next render of that file sweeps it
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-2000:]
-    assert not list(tmp_path.glob(".o.tmp.*")) and media.probe(out).duration == pytest.approx(10.0, abs=0.1)
+    assert not list(tmp_path.glob(".o.tmp.*")) and media.probe(out).duration == pytest.approx(6.0, abs=0.1)
