@@ -138,17 +138,19 @@ class StageRunner:
 
 def adapt_threads(probe_s: float = 0.5) -> int:
     """Set the CPU threads to the cores other processes leave free (emogs.runtime, measured afresh before
-    each stage: the load changes over a demo), say so when that is fewer than the machine has."""
-    import torch
-
+    each stage: the load changes over a demo); prints the count when it differs from the one printed
+    last (at first: from the machine's core count)."""
     from emogs.runtime import configure_threads, usable_cores
 
-    before = torch.get_num_threads()
     k = configure_threads(fresh=True, probe_s=probe_s)
     n = usable_cores()
-    if k != before and k < n:
-        _say(f"(using {k} of {n} CPU threads: other processes keep the other cores busy)")
+    if k != _announced.get("threads", n):
+        _say(f"(using {k} of {n} CPU threads" + (": other processes keep the other cores busy)" if k < n else ")"))
+    _announced["threads"] = k
     return k
+
+
+_announced: dict[str, int] = {}  # the thread count last printed
 
 
 def _say(msg: str) -> None:
