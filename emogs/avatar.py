@@ -122,10 +122,12 @@ class Avatar:
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", size: int | None = None,
-             inference: str = "auto") -> "Avatar":
+             inference: str = "auto", threads: int | None = None) -> "Avatar":
         """Load RUN (config.json + model.safetensors + dataset.json + background.png). `size`: output
         resolution (default: the training resolution; other sizes rescale the camera intrinsics).
-        `inference`: eager | graph | graph-bf16 | auto (graph on CUDA, eager on CPU; emogs.model.infer)."""
+        `inference`: eager | graph | graph-bf16 | auto (graph on CUDA, eager on CPU; emogs.model.infer).
+        `threads`: CPU threads for PyTorch; None picks them for the machine's current load
+        (emogs.runtime.configure_threads; EMOGS_THREADS / OMP_NUM_THREADS override)."""
         import cv2
         from safetensors import safe_open
 
@@ -140,9 +142,14 @@ class Avatar:
             raise InputError(f"{run_dir}: no such run folder")
         if size is not None and not 16 <= size <= 4096:
             raise InputError(f"render size {size} out of range (16-4096)")
-        from emogs.runtime import configure_threads
+        from emogs.runtime import apply_threads, configure_threads
 
-        configure_threads()  # threads that do not oversubscribe a busy machine (emogs.runtime)
+        if threads is None:
+            configure_threads()  # threads that do not oversubscribe a busy machine
+        elif threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        else:
+            apply_threads(int(threads))
         weights = run_dir / "model.safetensors"
         if not weights.is_file():
             raise InputError(f"{run_dir}: no model.safetensors (training not finished? run `emogs train` again)")

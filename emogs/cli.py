@@ -100,15 +100,14 @@ def _run_render(a: argparse.Namespace) -> None:
     from emogs.control.cli_args import check_control_args, controls_from_args
     from emogs.errors import InputError
     from emogs.io.media import frames_for_audio, load_audio
+    from emogs.io.paths import input_dir
 
     # every argument is checked before the model loads (seconds), the output last of all
     if a.batch < 1:
         raise InputError(f"--batch must be at least 1, got {a.batch}")
     if a.size is not None and not 16 <= a.size <= 4096:
         raise InputError(f"--size {a.size} out of range (16-4096)")
-    if not a.run.is_dir():
-        raise InputError(f"{a.run}: " + ("is a file; give the run folder made by `emogs train`" if a.run.is_file()
-                                         else "no such run folder"))
+    input_dir(a.run, "the run (made by `emogs train`)")
     wav = load_audio(a.audio, 16000, warn=lambda m: print(f"emogs render: warning: {m}", file=sys.stderr))
     check_speech(wav, a.allow_silent)
     check_control_args(a, frames_for_audio(len(wav)), fps=25)

@@ -88,7 +88,7 @@ def _init_worker(run: str, size: int, threads: int, extrapolate: bool) -> None:
     from emogs.avatar import Avatar
 
     _EXTRAPOLATE = extrapolate
-    _AV = Avatar.load(run, device="cpu", size=size)
+    _AV = Avatar.load(run, device="cpu", size=size, threads=threads)
 
 
 def _render_one(job: tuple[str, dict[str, str], str, str]) -> dict[str, Any]:
