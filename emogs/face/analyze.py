@@ -100,7 +100,7 @@ def analyze_video(video: str | Path, out_csv: str | Path, landmarks: bool = Fals
         raise InputError(f"{video}: no decodable video frames")
     if found == 0:
         raise InputError(f"{video}: no face found in any of the {n} frames (faces smaller than about a tenth "
-                         "of the frame, or turned far away, are not detected); no CSV written")
+                         "of the frame, or turned far away, are not detected); nothing written")
     write_csv(out_csv, res, landmarks=landmarks)
     if found < n:
         print(f"analyze: warning: no face in {n - found} of {n} frames (their rows have success 0)",
