@@ -50,6 +50,33 @@ class RenderSettings:
     backend: str  # rasteriser: auto | gsplat | torch
 
 
+# Files of RUN/ that rendering reads: an output path may not be one of them.
+RUN_INPUT_FILES = ("run.json", "config.json", "model.safetensors", "dataset.json", "background.png", "train_cameras.npz",
+                   "speech_aus.safetensors")
+
+
+def check_speech(wav: np.ndarray, allow_silent: bool = False) -> None:
+    """InputError for audio that cannot drive a render: not mono, shorter than a frame, silent."""
+    if wav.ndim != 1:
+        raise InputError("audio samples must be mono (1-D) at 16 kHz")
+    if len(wav) < SAMPLE_RATE // 25:
+        raise InputError("the audio is shorter than one frame (40 ms)")
+    peak = float(np.abs(wav).max())
+    if peak < SILENCE_PEAK and not allow_silent:
+        raise InputError(f"the audio is silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS); "
+                         "pass allow_silent=True / --allow-silent to render an idle head")
+
+
+def check_render_output(out: str | Path, run_dir: str | Path, inputs: list = (), overwrite: bool = True) -> Path:
+    """Check the output MP4 before any work: not a folder, not an input (the speech, control files, the
+    run's own files), writable; an existing file only with `overwrite` (the CLI's --force)."""
+    from emogs.io.paths import output_file
+
+    run_inputs = [Path(run_dir) / f for f in RUN_INPUT_FILES]
+    return output_file(out, inputs=[*(i for i in inputs if isinstance(i, (str, Path))), *run_inputs],
+                       force=overwrite, what="output video")
+
+
 @dataclass
 class RenderResult:
     frames: int
@@ -83,20 +110,32 @@ class Avatar:
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", size: int | None = None,
-             inference: str = "auto") -> "Avatar":
+             inference: str = "auto", threads: int | None = None) -> "Avatar":
         """Load a trained RUN (through `emogs.run`). `size`: output resolution (default: the training
         resolution; other sizes rescale the camera intrinsics). `inference`: eager | graph | graph-bf16 | auto
-        (graph on CUDA, eager on CPU; emogs.model.infer)."""
+        (graph on CUDA, eager on CPU; emogs.model.infer). `threads`: CPU threads for PyTorch; None picks them
+        for the machine's current load (emogs.runtime.configure_threads; EMOGS_THREADS / OMP_NUM_THREADS
+        override)."""
         import cv2
 
         from emogs.run import open_run
         from emogs.runtime import resolve_device
 
+        if Path(run_dir).is_file():
+            raise InputError(f"{run_dir}: is a file; give the run folder made by `emogs train`")
         if size is not None and not 16 <= size <= 4096:
             raise InputError(f"render size {size} out of range (16-4096)")
         run = open_run(run_dir)
         if not run.has_model():
             raise InputError(f"{run.path}: no model.safetensors (training not finished? run `emogs train` again)")
+        from emogs.runtime import apply_threads, configure_threads
+
+        if threads is None:
+            configure_threads()  # threads that do not oversubscribe a busy machine
+        elif threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        else:
+            apply_threads(int(threads))
         settings = RenderSettings(**run.render_settings())
         info = run.dataset_info()
         w2c = run.train_cameras()
@@ -215,33 +254,37 @@ class Avatar:
                au_from: str | Path | None = None, pose: str = "training", pose_from: str | Path | None = None,
                base: str = "default", blinks: bool = True, blink_seed: int = 0, allow_silent: bool = False,
                side_by_side: bool = False, plan=None, batch: int = 8, quiet: bool = False,
-               allow_extrapolation: bool = False, speech_aus: bool = True
+               allow_extrapolation: bool = False, speech_aus: bool = True, overwrite: bool = True
                ) -> np.ndarray | RenderResult:
         """Render speech with controls. `audio`: a file (any format FFmpeg reads, a video's audio track
         too) or 16 kHz mono float32 samples. Returns frames (F, H, W, 3) uint8 when `out` is None, else
-        writes an H.264 MP4 with the audio muxed in and returns a RenderResult."""
+        writes an H.264 MP4 with the audio muxed in and returns a RenderResult. `out` is checked before
+        any work (check_render_output); an existing file is replaced only with `overwrite`."""
         from emogs.io.media import frames_for_audio, load_audio, write_video
 
         t0 = time.time()
-        wav = load_audio(audio, SAMPLE_RATE) if isinstance(audio, (str, Path)) else np.asarray(audio, np.float32)
-        if wav.ndim != 1:
-            raise InputError("audio samples must be mono (1-D) at 16 kHz")
-        if len(wav) < SAMPLE_RATE // 25:
-            raise InputError("the audio is shorter than one frame (40 ms)")
-        peak = float(np.abs(wav).max())
-        if peak < SILENCE_PEAK and not allow_silent:
-            raise InputError(f"the audio is silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS); "
-                             "pass allow_silent=True / --allow-silent to render an idle head")
+        log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if batch < 1:
+            raise InputError(f"batch must be at least 1, got {batch}")
+        if out is not None:
+            check_render_output(out, self.run_dir, [audio, au_timeline, au_from, pose_from], overwrite)
+        wav = load_audio(audio, SAMPLE_RATE, warn=lambda m: log(f"warning: {m}")) \
+            if isinstance(audio, (str, Path)) else np.asarray(audio, np.float32)
+        check_speech(wav, allow_silent)
         F = frames_for_audio(len(wav), SAMPLE_RATE, FPS)
         if plan is None:
             plan = self.plan(F, au=au, emotion=emotion, timeline=au_timeline, au_from=au_from, pose=pose,
                              pose_from=pose_from, base=base, blinks=blinks, blink_seed=blink_seed)
         elif plan.num_frames != F:
             raise InputError(f"the control plan has {plan.num_frames} frames, the audio needs {F}")
-        log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-        log(plan.summary())
-        if not allow_extrapolation:
-            self.clamp_to_training(plan.au, warn=lambda m: log(f"warning: {m}"))
+        if allow_extrapolation:
+            log(plan.summary())
+        else:  # the table shows what the model receives: the plan clamped to the training range
+            sent = self.clamp_to_training(plan.au, warn=lambda m: log(f"warning: {m}"))
+            log(plan.summary(sent=sent))
+        if speech_aus and self.speech is not None:
+            log(f"  speech AUs ({', '.join(self.speech.info.get('driven', [])) or 'none'}) follow the audio where "
+                "not set by the user (added to the values above, then clamped)")
 
         def progress(done: int, total: int) -> None:
             el = time.time() - t0

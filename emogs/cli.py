@@ -1,11 +1,13 @@
 """The `emogs` command. Thin: parse arguments, call the room that does the work, print one-line errors.
 
 Each subcommand is a pair `_args_<name>(parser)` / `_run_<name>(args)`; imports are lazy so
-`emogs --help` is instant.
+`emogs --help` is instant. The rules every command follows (one-line errors, exit 2, outputs checked
+before work, --force to replace a finished output, threads): docs/errors.md.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -18,12 +20,13 @@ def _args_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", type=Path, help="input video (any format FFmpeg reads)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output CSV (OpenFace-like layout)")
     p.add_argument("--landmarks", action="store_true", help="also write the 478 2D landmarks (x_i, y_i columns)")
+    p.add_argument("--force", action="store_true", help="replace an existing output CSV")
 
 
 def _run_analyze(a: argparse.Namespace) -> None:
     from emogs.face.analyze import analyze_video
 
-    analyze_video(a.video, a.output, landmarks=a.landmarks)
+    analyze_video(a.video, a.output, landmarks=a.landmarks, overwrite=a.force)
 
 
 # --- prepare ---------------------------------------------------------------------------------------
@@ -61,15 +64,16 @@ def _args_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=512, help="frame size in pixels (square, default 512)")
     p.add_argument("--seed", type=int, default=0, help="random seed (blinks, head motion, texture)")
     p.add_argument("--head-motion", type=float, default=1.0, help="scale of the head pose noise (0 = still)")
-    p.add_argument("--face-model", choices=("auto", "mediapipe", "ict"), default="auto",
-                   help="head model: mediapipe canonical mesh (auto = mediapipe; ict is not implemented yet)")
+    p.add_argument("--face-model", choices=("auto", "mediapipe"), default="auto",
+                   help="head model: the MediaPipe canonical face mesh (auto = mediapipe)")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
 
 
 def _run_synth(a: argparse.Namespace) -> None:
     from emogs.synth.generate import DEFAULT_TEXT, SynthConfig, synth
 
     synth(a.output, SynthConfig(text=a.text or DEFAULT_TEXT, voice=a.voice, events=a.events, size=a.size, seed=a.seed,
-                                head_motion=a.head_motion, face_model=a.face_model))
+                                head_motion=a.head_motion, face_model=a.face_model), overwrite=a.force)
 
 
 # --- render ----------------------------------------------------------------------------------------
@@ -91,20 +95,32 @@ def _args_render(p: argparse.ArgumentParser) -> None:
                    help="hold the speech AUs (AU17/20/23/25/26) at the plan's values instead of following the audio")
     p.add_argument("--inference", default="auto", choices=["auto", "eager", "graph", "graph-bf16"],
                    help="deformation on CUDA: CUDA-graph replay (auto = graph on CUDA, eager on CPU)")
+    p.add_argument("--force", action="store_true", help="replace an existing output video")
     add_control_args(p)
 
 
 def _run_render(a: argparse.Namespace) -> None:
-    from emogs.avatar import Avatar
+    from emogs.avatar import Avatar, check_render_output, check_speech
     from emogs.constants import FPS, SAMPLE_RATE
-    from emogs.control.cli_args import controls_from_args
+    from emogs.control.cli_args import check_control_args, controls_from_args
+    from emogs.errors import InputError
     from emogs.io.media import frames_for_audio, load_audio
+    from emogs.io.paths import input_dir
 
+    # every argument is checked before the model loads (seconds), the output last of all
+    if a.batch < 1:
+        raise InputError(f"--batch must be at least 1, got {a.batch}")
+    if a.size is not None and not 16 <= a.size <= 4096:
+        raise InputError(f"--size {a.size} out of range (16-4096)")
+    input_dir(a.run, "the run (made by `emogs train`)")
+    wav = load_audio(a.audio, SAMPLE_RATE, warn=lambda m: print(f"emogs render: warning: {m}", file=sys.stderr))
+    check_speech(wav, a.allow_silent)
+    check_control_args(a, frames_for_audio(len(wav)), fps=FPS)
+    check_render_output(a.output, a.run, [a.audio, a.au_timeline, a.au_from, a.pose_from], overwrite=a.force)
     av = Avatar.load(a.run, device=a.device, size=a.size, inference=a.inference)
-    wav = load_audio(a.audio, SAMPLE_RATE)
     plan = controls_from_args(a, frames_for_audio(len(wav)), fps=FPS, default_au=av.default_au)
     av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch,
-              allow_extrapolation=a.allow_extrapolation, speech_aus=not a.no_speech_aus)
+              allow_extrapolation=a.allow_extrapolation, speech_aus=not a.no_speech_aus, overwrite=a.force)
 
 
 # --- train -----------------------------------------------------------------------------------------
@@ -137,6 +153,8 @@ def _run_train(a: argparse.Namespace) -> None:
     overrides = None
     if a.config_json:
         src = Path(a.config_json)
+        if src.is_dir():
+            raise InputError(f"--config-json {src}: is a folder; give a JSON file or JSON text")
         text = src.read_text() if src.is_file() else a.config_json
         try:
             overrides = json.loads(text)
@@ -146,6 +164,9 @@ def _run_train(a: argparse.Namespace) -> None:
             raise InputError("--config-json: must be a JSON object of settings")
     if a.model_kind is not None:
         overrides = {**(overrides or {}), "model.kind": a.model_kind}
+    from emogs.io.paths import output_dir
+
+    output_dir(a.output, inputs=[a.dataset], what="run folder")  # a file, read-only, or the dataset itself
     try:
         cfg = build_config(a.device, a.iters, a.variant, overrides)
     except (ValueError, TypeError) as e:
@@ -155,8 +176,12 @@ def _run_train(a: argparse.Namespace) -> None:
 
 # --- eval ------------------------------------------------------------------------------------------
 def _eval_common(p: argparse.ArgumentParser) -> None:
+    from emogs.control.cli_args import EMOTION_NAMES
+
     p.add_argument("--emotion", default=None,
-                   help="requested/ground-truth emotion for e_score (angry disgust fear happy sad surprise neutral)")
+                   help="requested/ground-truth emotion for e_score, named as in `emogs render --emotion`: "
+                        f"{'|'.join(EMOTION_NAMES)} (contempt has no FER2013 class: e_score n/a)")
+    p.add_argument("--force", action="store_true", help="replace an earlier report in the output folder")
     p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (default alex)")
     p.add_argument("--image-stride", type=int, default=1, help="PSNR/SSIM/LPIPS on every k-th frame (default 1)")
     p.add_argument("--identity-stride", type=int, default=5, help="dlib identity on every k-th frame (default 5)")
@@ -179,7 +204,7 @@ def _args_eval(p: argparse.ArgumentParser) -> None:
 def _run_eval(a: argparse.Namespace) -> None:
     from emogs.eval.run import eval_run
 
-    print(eval_run(a.run, a.split, a.output, a.emotion, _eval_options(a)))
+    print(eval_run(a.run, a.split, a.output, a.emotion, _eval_options(a), overwrite=a.force))
 
 
 def _args_eval_videos(p: argparse.ArgumentParser) -> None:
@@ -192,7 +217,7 @@ def _args_eval_videos(p: argparse.ArgumentParser) -> None:
 def _run_eval_videos(a: argparse.Namespace) -> None:
     from emogs.eval.run import eval_videos
 
-    print(eval_videos(a.pred, a.gt, a.output, a.emotion, _eval_options(a)))
+    print(eval_videos(a.pred, a.gt, a.output, a.emotion, _eval_options(a), overwrite=a.force))
 
 
 def _args_eval_controls(p: argparse.ArgumentParser) -> None:
@@ -219,7 +244,8 @@ def _args_eval_controls(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-stride", type=int, default=5, help="dlib identity on every k-th frame (default 5)")
     p.add_argument("--render-only", action="store_true",
                    help="only render the conditions into OUT/videos (e.g. on a GPU machine); measure later")
-    p.add_argument("--force", action="store_true", help="re-render videos that already exist")
+    p.add_argument("--force", action="store_true", help="replace an earlier report in the folder")
+    p.add_argument("--rerender", action="store_true", help="render again even the videos whose settings match")
 
 
 def _run_eval_controls(a: argparse.Namespace) -> None:
@@ -233,8 +259,9 @@ def _run_eval_controls(a: argparse.Namespace) -> None:
     conds = conditions_from_args(a.au, a.emotion, a.standard, duration)
     opts = ControlOptions(size=a.size, device=a.device, allow_extrapolation=a.allow_extrapolation,
                           speech_aus=not a.no_speech_aus, goal_au=a.goal_au, goal_emotion=a.goal_emotion,
-                          id_stride=a.id_stride, force=a.force)
-    print(eval_controls(a.run, a.audio, a.output or a.run / "eval_controls", conds, opts, render_only=a.render_only))
+                          id_stride=a.id_stride, rerender=a.rerender)
+    print(eval_controls(a.run, a.audio, a.output or a.run / "eval_controls", conds, opts, render_only=a.render_only,
+                        overwrite=a.force))
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -325,19 +352,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that `finally` blocks run (temporary files removed, train's
+    checkpoint written)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _os_error_line(e: OSError) -> str:
+    """A file-system error as one line: what failed, on which path, and what to do."""
+    import errno
+
+    where = f"{e.filename}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "")
+    why = e.strerror or type(e).__name__
+    hint = {errno.ENOSPC: "free some disk space or write elsewhere", errno.EROFS: "write to a writable place",
+            errno.EACCES: "check the permissions or write elsewhere", errno.EDQUOT: "free some disk quota"
+            }.get(e.errno, "check the path")
+    return f"{where}: {why.lower()}; {hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from emogs.runtime import configure_threads
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    old_term = None
     try:
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        configure_threads()  # threads that do not oversubscribe a busy machine (emogs.runtime)
         COMMANDS[args.command][1](args)
     except EmogsError as e:
         if args.debug:
             raise
         print(f"emogs {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except OSError as e:  # a file-system fault the checks could not foresee (disk full, ...)
+        if args.debug or e.filename is None:
+            raise
+        print(f"emogs {args.command}: error: {_os_error_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        term = isinstance(e, Terminated)
+        print("terminated" if term else "interrupted", file=sys.stderr)
+        return 143 if term else 130
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        from emogs.runtime import forget_env
+
+        forget_env()
     return 0
 
 

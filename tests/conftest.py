@@ -43,3 +43,14 @@ def tiny_run(may_dataset, tmp_path_factory) -> Path:
     assert main(["train", str(may_dataset), "-o", str(run), "--iters", "20", "--device", "cpu",
                  "--config-json", json.dumps(over)]) == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def talking_clip(tmp_path_factory) -> Path:
+    """A 3.5 s synthetic talking head (`emogs synth`, 320 px, speech + a smile): needs no shared data."""
+    from emogs.synth.generate import SynthConfig, synth
+
+    out = tmp_path_factory.mktemp("talking") / "clip.mp4"
+    synth(out, SynthConfig(text="Hello there, I am a small test person.", events="smile:0.6-1.4:0.8", size=320),
+          progress=False)
+    return out

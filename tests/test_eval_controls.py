@@ -115,7 +115,9 @@ def test_eval_controls_end_to_end_on_a_tiny_run(tiny_run, shared_data, tmp_path,
     assert "AU04=1@1-2.5" in (out / "tables.md").read_text()
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "videos").glob("*.mp4")}
     capsys.readouterr()
-    assert main(argv) == 0  # the same settings: renders reused
+    assert main(argv) == 2  # an earlier report is not replaced without --force
+    assert "--force" in capsys.readouterr().err
+    assert main(argv + ["--force"]) == 0  # the same settings: renders reused
     assert "reusing 3 renders" in capsys.readouterr().err
     assert mtimes == {p.name: p.stat().st_mtime_ns for p in (out / "videos").glob("*.mp4")}
     # bad inputs: one-line error, exit 2, before any rendering
@@ -123,4 +125,4 @@ def test_eval_controls_end_to_end_on_a_tiny_run(tiny_run, shared_data, tmp_path,
     assert "nothing to measure" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
     assert main(["eval-controls", str(tiny_run), "--audio", str(audio), "--au", "AU12=1", "-o", str(tmp_path / "file")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "must be a folder" in capsys.readouterr().err

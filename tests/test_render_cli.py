@@ -63,7 +63,8 @@ def test_avatar_api_returns_frames_and_side_by_side(tiny_run, shared_data, tmp_p
     neutral = av.render(wav, base="neutral", blinks=False, quiet=True)
     assert not np.array_equal(frames, neutral)  # the controls reach the pixels
     res = av.render(wav, tmp_path / "sbs.mp4", au="AU04=1@0.2-0.8", side_by_side=True, quiet=True)
-    assert res.frames == 25 and media.probe(res.path).width == 128
+    info = media.probe(res.path)  # a 64 px render is shown 4x (256 px) beside a 384 x 256 plot
+    assert res.frames == 25 and (info.width, info.height) == (256 + 384, 256)
 
 
 def test_render_bad_inputs_clear_errors_and_nothing_overwritten(tiny_run, shared_data, tmp_path, capsys):
@@ -103,7 +104,7 @@ def test_incompatible_run_is_refused(tiny_run, shared_data, tmp_path, capsys):
     tensors = load_file(str(old / "model.safetensors"))
     save_file(tensors, str(old / "model.safetensors"), metadata={"run_format_version": "0"})
     speech = tmp_path / "speech.wav"
-    media.write_wav(speech, _speech(shared_data, 0.5))
+    media.write_wav(speech, _speech(shared_data, 1.0))  # (the first 0.5 s are silent: refused before the run)
     assert main(["render", str(old), "--audio", str(speech), "-o", str(tmp_path / "x.mp4")]) == 2
     assert "run format version 0" in capsys.readouterr().err
     assert main(["render", str(tmp_path / "nope"), "--audio", str(speech), "-o", str(tmp_path / "x.mp4")]) == 2

@@ -85,7 +85,7 @@ def test_damaged_run_files_are_one_line_errors(tiny_run, shared_data, tmp_path, 
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints"))
     (run / name).write_bytes(garbage)
     speech = tmp_path / "s.wav"
-    media.write_wav(speech, media.load_audio(shared_data / "audio" / "emotalk_happy.wav", 16000, max_seconds=0.5))
+    media.write_wav(speech, media.load_audio(shared_data / "audio" / "emotalk_happy.wav", 16000, max_seconds=1.5))
     assert main(["render", str(run), "--audio", str(speech), "-o", str(tmp_path / "x.mp4")]) == 2
     err = capsys.readouterr().err
     assert name in err and err.count("\n") == 1 and "Traceback" not in err, err

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import sys
 from typing import Callable
 
@@ -32,8 +31,9 @@ def _model(compute_type: str):
     from faster_whisper import WhisperModel
 
     from emogs.io.assets import whisper_base_dir
+    from emogs.runtime import current_threads
 
-    threads = max(1, min(4, os.cpu_count() or 1))
+    threads = max(1, min(4, current_threads()))  # the process's thread choice (emogs.runtime)
     return WhisperModel(str(whisper_base_dir()), device="cpu", compute_type=compute_type, cpu_threads=threads)
 
 

@@ -53,6 +53,18 @@ def add_control_args(p: argparse.ArgumentParser) -> None:
                         "its last frame")
 
 
+def check_control_args(args: argparse.Namespace, num_frames: int, fps: float = 25.0) -> None:
+    """Every control flag parsed and checked, fast (no analysis, no model): InputError on the first problem.
+    `emogs render` calls it before it loads the model, so a typo fails in a second."""
+    from emogs.control.plan import check_controls
+
+    if args.pose is not None and args.pose_from is not None:
+        raise InputError(f"--pose {args.pose} and --pose-from: choose one")
+    check_controls(num_frames, fps, au=args.au, ease=args.au_ease, timeline=args.au_timeline, au_from=args.au_from,
+                   from_end=args.from_end, emotion=args.emotion, base=args.base, pose=args.pose or "training",
+                   pose_from=args.pose_from)
+
+
 def controls_from_args(args: argparse.Namespace, num_frames: int, fps: float = 25.0,
                        default_au: np.ndarray | None = None,
                        warn: Callable[[str], None] | None = _warn_stderr) -> ControlPlan:

@@ -55,18 +55,27 @@ class ControlPlan:
         """(N, 4, 4) training poses -> PoseTrack with world_to_cam (F, 4, 4)."""
         return resolve_pose(self.pose, training_world_to_cam, self.num_frames)
 
-    def summary(self) -> str:
+    def summary(self, sent: np.ndarray | None = None) -> str:
+        """The plan in words and an AU table. `sent` (F, 17): the AUs the model actually receives (the
+        plan clamped to the training range); the table then shows those, with the requested range
+        beside every AU the clamp changed."""
         F = self.num_frames
         lines = [f"controls: {F} frames ({F / self.fps:.2f} s at {self.fps:g} fps)"]
         lines += [f"  {s}" for s in self.layers]
         lines.append(f"  pose: {self.pose.describe()}")
-        used = [i for i in range(NUM_AUS) if self.au[:, i].max() > 0.005]
+        vals = self.au if sent is None else np.asarray(sent, np.float32)
+        used = [i for i in range(NUM_AUS) if max(vals[:, i].max(), self.au[:, i].max()) > 0.005]
         if used:
-            lines.append("  AU     mean   min   max  user-set frames")
+            what = "AUs sent to the model (clamped to the training range)" if sent is not None else "AUs requested"
+            lines.append(f"  {what}:")
+            lines.append("  AU     mean   min   max  user-set frames" + ("  requested" if sent is not None else ""))
             for i in used:
-                a = self.au[:, i]
-                lines.append(f"  {self.au_names[i]}  {a.mean():5.2f} {a.min():5.2f} {a.max():5.2f}  "
-                             f"{int((self.mask[:, i] > 0).sum()):5d}/{F}")
+                a = vals[:, i]
+                row = (f"  {self.au_names[i]}  {a.mean():5.2f} {a.min():5.2f} {a.max():5.2f}  "
+                       f"{int((self.mask[:, i] > 0).sum()):5d}/{F}")
+                if sent is not None and np.abs(a - self.au[:, i]).max() > 0.005:
+                    row += f"  {self.au[:, i].min():.2f}-{self.au[:, i].max():.2f} (clamped)"
+                lines.append(row)
         if len(used) < NUM_AUS:
             lines.append(f"  other AUs 0: {' '.join(n for i, n in enumerate(self.au_names) if i not in used)}")
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -142,6 +151,41 @@ def _base(base: str, default_au: np.ndarray | None, F: int, layers: list[str], w
     return np.broadcast_to(np.clip(d, 0, 1), (F, NUM_AUS)).copy()
 
 
+def check_controls(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: float = DEFAULT_EASE,
+                   timeline: str | Path | Timeline | None = None, au_from: str | Path | None = None,
+                   from_end: str = "loop", emotion: str | EmotionSpec | None = None, base: str = "default",
+                   pose: str = "training", pose_from: str | Path | None = None
+                   ) -> tuple[list[AUSpec], EmotionSpec | None, Timeline | None, list[str]]:
+    """Parse and check every control without the slow parts (no video analysis, no model): one-line
+    InputErrors for typos, ranges and missing files. -> (--au specs, emotion, timeline, warnings).
+    `emogs render` calls it before loading the model; `build_plan` starts with it."""
+    if num_frames < 1:
+        raise InputError("nothing to render: the audio is shorter than one frame")
+    if not (fps > 0):
+        raise ValueError("fps must be positive")
+    if not (ease >= 0) or ease > 5:
+        raise InputError(f"--au-ease {ease:g}: must be between 0 and 5 seconds")
+    if base not in BASES:
+        raise InputError(f"unknown base '{base}'; choose from {', '.join(BASES)}")
+    warns: list[str] = []
+    specs = _check_specs(_as_specs(au), num_frames / fps, warns)
+    emo = parse_emotion(emotion, EMOTION_NAMES) if isinstance(emotion, str) else emotion
+    if pose not in ("training", "static"):
+        raise InputError(f"unknown --pose '{pose}'; choose training or static (or --pose-from VIDEO)")
+    if from_end not in ("loop", "hold"):
+        raise InputError(f"unknown --from-end '{from_end}'; choose loop or hold")
+    tl = load_timeline(timeline, fps) if isinstance(timeline, (str, Path)) else timeline
+    for flag, path in (("--au-from", au_from), ("--pose-from", pose_from)):
+        if path is not None:
+            from emogs.io.paths import input_file
+
+            try:
+                input_file(path, "a video or an analysis CSV")
+            except InputError as e:
+                raise InputError(f"{flag} {e}") from None
+    return specs, emo, tl, warns
+
+
 def build_plan(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: float = DEFAULT_EASE,
                timeline: str | Path | Timeline | None = None, au_from: str | Path | None = None,
                from_end: str = "loop", emotion: str | EmotionSpec | None = None, base: str = "default",
@@ -153,28 +197,13 @@ def build_plan(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: floa
     au: "AU12=0.8", ["AU01=1@2-4", ...], {"AU12": 0.8, "AU01": (1.0, 2.0, 4.0)} or AUSpec list.
     default_au: (17,) training-mean AUs (the model's default expression) for base="default".
     """
-    if num_frames < 1:
-        raise InputError("nothing to render: the audio is shorter than one frame")
-    if not (fps > 0):
-        raise ValueError("fps must be positive")
-    if not (ease >= 0) or ease > 5:
-        raise InputError(f"--au-ease {ease:g}: must be between 0 and 5 seconds")
+    # parse everything first, so a typo fails before any slow analysis
+    specs, emo, tl, warns = check_controls(num_frames, fps, au=au, ease=ease, timeline=timeline, au_from=au_from,
+                                           from_end=from_end, emotion=emotion, base=base, pose=pose,
+                                           pose_from=pose_from)
     F, dur = num_frames, num_frames / fps
     layers: list[str] = []
-    warns: list[str] = []
     cache = {} if analysis_cache is None else analysis_cache
-
-    # parse everything first, so a typo fails before any slow analysis
-    specs = _check_specs(_as_specs(au), dur, warns)
-    emo = parse_emotion(emotion, EMOTION_NAMES) if isinstance(emotion, str) else emotion
-    if pose not in ("training", "static"):
-        raise InputError(f"unknown --pose '{pose}'; choose training or static (or --pose-from VIDEO)")
-    if from_end not in ("loop", "hold"):
-        raise InputError(f"unknown --from-end '{from_end}'; choose loop or hold")
-    tl = load_timeline(timeline, fps) if isinstance(timeline, (str, Path)) else timeline
-    for flag, path in (("--au-from", au_from), ("--pose-from", pose_from)):
-        if path is not None and not Path(path).is_file():
-            raise InputError(f"{flag} {path}: no such file")
 
     au_t = _base(base, default_au, F, layers, warns)
     mask = np.zeros((F, NUM_AUS))

@@ -92,9 +92,9 @@ def smooth_track(x: np.ndarray, sigma_frames: float) -> np.ndarray:
 # --- tables (CSV) ----------------------------------------------------------------------------------
 def read_csv_table(path: str | Path) -> dict[str, list[str]]:
     """CSV -> {stripped column name: list of cell strings}. OpenFace pads names with spaces; we strip."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    from emogs.io.paths import input_file
+
+    path = input_file(path, "--au-timeline")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
@@ -243,13 +243,28 @@ def load_timeline_csv(path: str | Path, fps: float = 25.0) -> Timeline:
     return Timeline(_finish(points, str(path)), str(path), notes)
 
 
+def _timeline_fps(path: Path, value: object) -> float:
+    """The file's "fps" (the rate its "frame" keys count in): a positive finite number."""
+    try:
+        fps = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        fps = float("nan")
+    if isinstance(value, bool) or not math.isfinite(fps) or fps <= 0:
+        raise InputError(f"{path}: \"fps\" must be a positive number (the rate of the \"frame\" keys), "
+                         f"got {value!r}")
+    return fps
+
+
 def load_timeline_keyframes(path: str | Path, fps: float = 25.0) -> Timeline:
     """JSON / YAML: {"keyframes": [{"time": 1.0, "AU12": 0.5, "AU01": 0.2}, {"frame": 50, "AU12": 0}]}
     (a bare list of keyframes is accepted too). Each AU is interpolated between the keyframes that name it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    from emogs.io.paths import input_file
+
+    path = input_file(path, "--au-timeline")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (JSON or YAML keyframes expected)") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -265,7 +280,8 @@ def load_timeline_keyframes(path: str | Path, fps: float = 25.0) -> Timeline:
         if extra or "keyframes" not in data:
             raise InputError(f"{path}: expected {{\"keyframes\": [...]}}; unexpected keys {sorted(extra)}"
                              if extra else f"{path}: missing the \"keyframes\" list")
-        fps = float(data.get("fps", fps))
+        if "fps" in data:
+            fps = _timeline_fps(path, data["fps"])
         data = data["keyframes"]
     if not isinstance(data, list) or not data:
         raise InputError(f"{path}: \"keyframes\" must be a non-empty list of objects")
@@ -292,7 +308,9 @@ def load_timeline_keyframes(path: str | Path, fps: float = 25.0) -> Timeline:
 
 def load_timeline(path: str | Path, fps: float = 25.0) -> Timeline:
     """Dispatch on the extension: .csv, .json, .yaml / .yml."""
-    ext = Path(path).suffix.lower()
+    from emogs.io.paths import input_file
+
+    ext = input_file(path, "--au-timeline").suffix.lower()
     if ext == ".csv":
         return load_timeline_csv(path, fps)
     if ext in (".json", ".yaml", ".yml"):

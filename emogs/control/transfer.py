@@ -86,8 +86,9 @@ def analyze_source(path: str | Path, cache: dict[str, SourceTracks] | None = Non
     key = str(path.resolve())
     if cache is not None and key in cache:
         return cache[key]
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    from emogs.io.paths import input_file
+
+    input_file(path, "the source video or CSV")
     if path.suffix.lower() == ".csv":
         src = read_analysis(path)
     else:

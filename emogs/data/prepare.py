@@ -26,6 +26,7 @@ from emogs.io.atomic import atomic_path, read_json, sha256_file, write_json
 from emogs.constants import FPS, SAMPLE_RATE
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 MIN_SECONDS = 2.0
+PAD_WARN_SECONDS = 0.2  # audio shorter than the video by more than this is padded with a warning
 STATE_DIR = ".prepare"
 STAGES = ["track", "tracks", "audio", "features", "masks", "frames", "split", "report"]
 DEPENDS = {"track": [], "tracks": ["track"], "audio": ["track"], "features": ["audio"], "frames": ["tracks"],
@@ -91,6 +92,9 @@ class StageState:
 
     def mark(self, stage: str, seconds: float, **info: object) -> None:
         self.data["stages"][stage] = {"seconds": round(seconds, 3), **info}
+        self.save()
+
+    def save(self) -> None:
         write_json(self.path, self.data)
 
     def invalidate(self, stage: str) -> None:
@@ -122,8 +126,9 @@ def validate_input(video: Path, cfg: PrepareConfig):
 
 
 def is_dataset_dir(path: Path) -> bool:
-    """True when `path` holds an emogs dataset (complete or being prepared)."""
-    if (path / STATE_DIR / "state.json").is_file():
+    """True when `path` holds an emogs dataset (complete or being prepared: a `.prepare/` folder, which
+    prepare makes first, even when a kill came before its state.json was written)."""
+    if (path / STATE_DIR).is_dir():
         return True
     m = path / "manifest.json"
     if m.is_file():
@@ -134,14 +139,18 @@ def is_dataset_dir(path: Path) -> bool:
     return False
 
 
-def check_output_dir(out: Path) -> None:
-    """The output must be new, empty or an emogs dataset: never overwrite anything else."""
+def check_output_dir(out: Path, video: Path | None = None) -> None:
+    """The output must be new, empty or an emogs dataset, writable, and must not hold the input video:
+    never overwrite anything else."""
+    from emogs.io.paths import output_dir
+
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not is_dataset_dir(out):
         first = sorted(p.name for p in out.iterdir())[0]
         raise InputError(f"{out}: folder holds other files (e.g. '{first}') and is not an emogs dataset; "
                          "choose a new or empty folder")
+    output_dir(out, inputs=[video], what="dataset folder")
 
 
 # --- the pipeline ------------------------------------------------------------------------------------
@@ -154,6 +163,7 @@ class Ctx:
     sha: str
     state: StageState
     cancel: threading.Event = field(default_factory=threading.Event)  # set when the run is abandoned
+    log: Callable[[str], None] = lambda s: print(f"prepare: {s}", file=sys.stderr, flush=True)
 
     @property
     def work(self) -> Path:
@@ -167,8 +177,8 @@ def prepare(video: str | Path, out_dir: str | Path, cfg: PrepareConfig | None = 
     log = log or (lambda s: print(f"prepare: {s}", file=sys.stderr, flush=True))
     video, out = Path(video), Path(out_dir)
     cfg.validate()
-    check_output_dir(out)
-    info = validate_input(video, cfg)
+    info = validate_input(video, cfg)  # inputs first, then the output, all before any long work
+    check_output_dir(out, video)
     sha = sha256_file(video)
     state = StageState(out, sha, cfg)
     state.load_or_reset(force)
@@ -176,10 +186,11 @@ def prepare(video: str | Path, out_dir: str | Path, cfg: PrepareConfig | None = 
         log(f"{out}: already complete (use --force to redo)")
         return out
     created = not out.exists()
-    ctx = Ctx(video, out, cfg, info, sha, state)
+    ctx = Ctx(video, out, cfg, info, sha, state, log=log)
     try:
         (out / "manifest.json").unlink(missing_ok=True)
-        ctx.work.mkdir(parents=True, exist_ok=True)
+        ctx.work.mkdir(parents=True, exist_ok=True)  # marks the folder as a dataset being prepared ...
+        state.save()  # ... and says for which video and settings, before any long work
         run_stages(ctx, log)
         write_manifest(ctx)
     except InputError:
@@ -328,11 +339,15 @@ def stage_audio(ctx: Ctx) -> dict:
     from emogs.io.media import load_audio, write_wav
 
     n = int(ctx.state.data["stages"]["track"]["num_frames"])
-    wav = load_audio(ctx.video, SAMPLE_RATE, ctx.cfg.max_seconds)
+    wav = load_audio(ctx.video, SAMPLE_RATE, ctx.cfg.max_seconds, warn=lambda m: ctx.log(f"warning: {m}"))
     want = n * SAMPLES_PER_FRAME
     pad = want - len(wav)
     if len(wav) < SAMPLE_RATE * MIN_SECONDS / 2:
         raise InputError(f"{ctx.video}: the audio track holds only {len(wav) / SAMPLE_RATE:.2f} s")
+    if pad > PAD_WARN_SECONDS * SAMPLE_RATE:
+        ctx.log(f"warning: the audio ends {pad / SAMPLE_RATE:.2f} s before the video "
+                f"({len(wav) / SAMPLE_RATE:.2f} s of audio, {n / FPS:.2f} s of video): the dataset's last "
+                f"{pad / SAMPLE_RATE:.2f} s are silent; trim the clip (--max-seconds) if the speech is missing there")
     wav = np.pad(wav, (0, max(0, pad)))[:want]
     peak = float(np.abs(wav).max())
     gain = 1.0 / peak if peak > 1.0 else 1.0  # decoded AAC/MP3 may overshoot 1.0: scale, never clip

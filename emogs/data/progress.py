@@ -33,7 +33,7 @@ class Progress:
 
     def _text(self) -> str:
         dt = max(time.perf_counter() - self.t0, 1e-9)
-        of = f"/{self.total}" if self.total else ""
+        of = f"/{self.total}" if self.total and self.total >= self.done else ""  # totals may be estimates
         return f"{self.name} {self.done}{of} {self.unit} ({self.done / dt:.0f}/s)"
 
     def _print(self, end: str) -> None:

@@ -63,12 +63,15 @@ def au_plot(path: Path, aus: np.ndarray, names: Sequence[str], tracked: np.ndarr
         ax.fill_between(t, aus[:, k], color="C0", alpha=0.35, lw=0)
         ax.plot(t, aus[:, k], color="C0", lw=0.7)
         ax.set_ylim(0, 1)
-        ax.set_yticks([])
+        ax.set_yticks([0, 0.5, 1], ["0", "", "1"])  # intensity scale on the right, the AU name on the left
+        ax.yaxis.tick_right()
+        ax.tick_params(axis="y", labelsize=7, length=2, pad=1)
+        ax.grid(axis="y", alpha=0.3, lw=0.5)
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
         ax.axvspan(test_start / fps, n / fps, color="0.85", zorder=-1)
         for s in np.flatnonzero(~tracked):
             ax.axvspan(s / fps, (s + 1) / fps, color="r", alpha=0.3, lw=0)
-    axes[0].set_title("AU intensities (grey: test split, red: interpolated frames)", fontsize=9)
+    axes[0].set_title("AU intensities, 0-1 (grey: test split, red: interpolated frames)", fontsize=9)
     axes[-1].set_xlabel("time (s)")
     fig.tight_layout(h_pad=0.1)
     with atomic_path(path) as tmp:

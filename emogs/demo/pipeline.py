@@ -136,41 +136,21 @@ class StageRunner:
                                        "(earlier_seconds: what they took then)"})
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """(busy ticks of the whole machine, ticks of this process and its threads) from /proc."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    with open("/proc/self/stat") as f:
-        st = f.read().rsplit(")", 1)[1].split()
-    return sum(v) - idle, int(st[11]) + int(st[12])
-
-
 def adapt_threads(probe_s: float = 0.5) -> int:
-    """Set torch's CPU threads to the cores other processes leave free (at least 1), and return it.
+    """Set the CPU threads to the cores other processes leave free (emogs.runtime, measured afresh before
+    each stage: the load changes over a demo); prints the count when it differs from the one printed
+    last (at first: from the machine's core count)."""
+    from emogs.runtime import configure_threads, usable_cores
 
-    PyTorch's OpenMP threads wait for each other at every operation: when another process holds one of
-    the cores, a 2-thread run of the many small ops in training / rasterisation gets tens of times slower
-    than a 1-thread run (measured here: 34 s vs 1.2 s for the same render). Linux only; elsewhere a no-op.
-    """
-    import os
-
-    import torch
-
-    n = os.cpu_count() or 1
-    try:
-        b0, s0 = _cpu_ticks()
-        time.sleep(probe_s)
-        b1, s1 = _cpu_ticks()
-    except (OSError, ValueError, IndexError):
-        return torch.get_num_threads()
-    hz = os.sysconf("SC_CLK_TCK")
-    others = max(0.0, ((b1 - b0) - (s1 - s0)) / hz / probe_s)  # cores busy with other processes
-    k = max(1, min(n, int(round(n - others))))
-    if k != torch.get_num_threads():
-        torch.set_num_threads(k)
-        _say(f"(using {k} of {n} CPU threads: other processes keep ~{others:.1f} cores busy)")
+    k = configure_threads(fresh=True, probe_s=probe_s)
+    n = usable_cores()
+    if k != _announced.get("threads", n):
+        _say(f"(using {k} of {n} CPU threads" + (": other processes keep the other cores busy)" if k < n else ")"))
+    _announced["threads"] = k
     return k
+
+
+_announced: dict[str, int] = {}  # the thread count last printed
 
 
 def _say(msg: str) -> None:
@@ -311,9 +291,15 @@ def _device(name: str) -> str:
 def run_demo(out: str | Path = "demo_out", video: str | Path | None = None, quick: bool = False,
              device: str = "auto") -> Path:
     """Run every stage into `out`; returns the path of index.html."""
+    from emogs.io.paths import input_file, output_dir
+
     out = Path(out)
-    if video is not None and not Path(video).is_file():
-        raise InputError(f"--video {video}: no such file")
+    if video is not None:
+        try:
+            input_file(video, "--video")
+        except InputError as e:
+            raise InputError(f"--video {e}") from None
+    output_dir(out, inputs=[video], what="demo folder")  # a file, read-only, or holding the --video
     s = make_settings(quick, _device(device), video)
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out, s)

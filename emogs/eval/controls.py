@@ -120,7 +120,7 @@ class ControlOptions:
     blinks: bool = False  # generated blinks would confound AU45 and the plain comparison
     goal_au: float = GOAL_AU
     goal_emotion: float = GOAL_EMOTION
-    force: bool = False  # re-render videos that exist
+    rerender: bool = False  # render the videos again even where they match
     progress: bool = True
 
 
@@ -169,7 +169,7 @@ def render_conditions(run, audio: Path, wav: np.ndarray, conditions: list[Condit
     audio_sha = sha256_file(audio)  # the file, not its samples: decoders differ in the last bit across machines
     model_sha = sha256_file(run.file("model.safetensors"))
     paths = {c.name: videos / f"{c.name}.mp4" for c in conditions}
-    todo = [c for c in conditions if opts.force or not paths[c.name].is_file()
+    todo = [c for c in conditions if opts.rerender or not paths[c.name].is_file()
             or specs.get(c.name) != render_spec(model_sha, audio_sha, c, opts)]
     if not todo:
         log(f"[eval-controls] reusing {len(conditions)} renders in {videos}")
@@ -663,24 +663,25 @@ def write_outputs(out: Path, res: dict[str, Any], arrays: dict[str, Any], meta: 
 
 
 # -- the command ---------------------------------------------------------------------------------------------
-def check_output_folder(out: Path) -> None:
-    """Fail before any work when the report folder cannot be written."""
-    import os
+REPORT_FILES = ("results.json", "tables.md", "contact_sheet.png", "contact_diff.png", "mouth_tracks.png")
 
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; choose another -o")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"{out}: cannot write there (permission denied); choose another -o")
+
+def check_output_folder(out: Path, inputs: list, overwrite: bool) -> None:
+    """Fail before any work when the report folder cannot be written, would overwrite an input, or holds an
+    earlier report (replaced only with `overwrite`, the CLI's --force; its renders are reused either way)."""
+    from emogs.io.paths import output_dir
+
+    output_dir(out, inputs=inputs, writes=REPORT_FILES, what="report folder")
+    if (out / "results.json").exists() and not overwrite:
+        raise InputError(f"{out}: holds an earlier report (results.json); pass --force to replace it (its renders "
+                         "are reused when their settings match), or choose another -o folder")
 
 
 def eval_controls(run_dir: str | Path, audio: str | Path, out_dir: str | Path, conditions: list[Condition],
                   opts: ControlOptions | None = None, render_only: bool = False,
-                  log: Callable[[str], None] | None = None) -> Path:
+                  log: Callable[[str], None] | None = None, overwrite: bool = True) -> Path:
     """Render (or reuse) every condition and measure it; returns OUT/results.json (OUT/videos with
-    `render_only`)."""
+    `render_only`). An earlier report in OUT is replaced only with `overwrite`."""
     from emogs.io.media import load_audio
     from emogs.run import open_run
 
@@ -690,7 +691,8 @@ def eval_controls(run_dir: str | Path, audio: str | Path, out_dir: str | Path, c
     if not run.has_model():
         raise InputError(f"{run.path}: no model.safetensors (training not finished?)")
     out, audio = Path(out_dir), Path(audio)
-    check_output_folder(out)
+    check_output_folder(out, [audio, *(run.path / f for f in ("model.safetensors", "config.json", "run.json"))],
+                        overwrite or render_only)
     if not conditions or conditions[0] != PLAIN:
         raise InputError("the conditions must start with the plain render")
     wav = load_audio(audio, SAMPLE_RATE)

@@ -62,6 +62,22 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+REPORT_FILES = ("metrics.json", "report.md", "au_tracks.png", "sync_lag.png", "per_frame.png")
+
+
+def check_report_dir(out_dir: str | Path, inputs: list, overwrite: bool = True) -> Path:
+    """Check a report folder before any work: a writable folder (or creatable), none of the files a report
+    writes is an input, and an earlier report (metrics.json) is replaced only with `overwrite` (--force)."""
+    from emogs.errors import InputError
+    from emogs.io.paths import output_dir
+
+    out = output_dir(out_dir, inputs=inputs, writes=REPORT_FILES, what="report folder")
+    if (out / "metrics.json").exists() and not overwrite:
+        raise InputError(f"{out}: holds an earlier report (metrics.json); pass --force to replace it, or "
+                         "choose another -o folder")
+    return out
+
+
 def write_report(result: EvalResult, out_dir: str | Path, inputs: dict[str, Any] | None = None,
                  title: str = "emogs eval") -> Path:
     """Write metrics.json, report.md and plots into `out_dir`; returns the metrics.json path."""

@@ -6,6 +6,7 @@ Both read video at 25 fps (the project's time base: frame i <-> audio samples [6
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from emogs.constants import FPS, SAMPLE_RATE
 from emogs.errors import InputError
-from emogs.eval.report import write_report
+from emogs.eval.report import check_report_dir, write_report
 from emogs.eval.suite import EvalOptions, evaluate_frames
 from emogs.io.media import load_audio, probe, read_frames
 
@@ -46,10 +47,12 @@ def load_aligned_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.n
 
 
 def eval_videos(pred: str | Path, gt: str | Path, out_dir: str | Path, emotion: str | None = None,
-                options: EvalOptions | None = None) -> Path:
-    """Evaluate two aligned videos; the sync audio comes from `pred` (else `gt`). Returns metrics.json path."""
+                options: EvalOptions | None = None, overwrite: bool = True) -> Path:
+    """Evaluate two aligned videos; the sync audio comes from `pred` (else `gt`). Returns metrics.json path.
+    The report folder is checked first (`check_report_dir`; an earlier report only with `overwrite`)."""
     pred, gt = Path(pred), Path(gt)
     ip, ig = probe(pred), probe(gt)
+    check_report_dir(out_dir, [pred, gt], overwrite)
     o = options or EvalOptions()
     o.emotion = emotion or o.emotion
     notes = []
@@ -66,9 +69,17 @@ def eval_videos(pred: str | Path, gt: str | Path, out_dir: str | Path, emotion: 
             audio_src = None
     res = evaluate_frames(read_frames(pred, fps=FPS, size=size), read_frames(gt, fps=FPS), audio, o)
     res.notes[:0] = notes
+    _say_notes(res, o)
     inputs = {"pred": str(pred), "gt": str(gt), "audio": audio_src, "emotion": o.emotion,
               "pred_fps": ip.fps, "gt_fps": ig.fps, "read_fps": FPS}
     return write_report(res, out_dir, inputs, title="emogs eval-videos")
+
+
+def _say_notes(res, o: EvalOptions) -> None:
+    """The report's notes (why a metric is n/a, ...) on stderr too, when progress is shown."""
+    if o.progress:
+        for n in res.notes:
+            print(f"eval: note: {n}", file=sys.stderr, flush=True)
 
 
 def split_side_by_side(frames):
@@ -86,20 +97,27 @@ def split_side_by_side(frames):
 
 
 def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = None,
-             emotion: str | None = None, options: EvalOptions | None = None) -> Path:
+             emotion: str | None = None, options: EvalOptions | None = None, overwrite: bool = True) -> Path:
     """Evaluate a training run from RUN/<split>_render.mp4 (render | ground truth side by side, split audio
-    muxed in). Adds `fps` from the render benchmark file and keeps RUN/metrics.json as `meta.inputs.train_metrics`."""
+    muxed in). Adds `fps` from the render benchmark file and keeps RUN/metrics.json as `meta.inputs.train_metrics`.
+    The report folder (default RUN/eval_<split>) is checked first; an earlier report only with `overwrite`."""
     from emogs.run import open_run
+    from emogs.run.folder import BENCHMARK_FILES
 
+    if Path(run).is_file():
+        raise InputError(f"{run}: is a file; give the run folder made by `emogs train`")
     folder = open_run(run)
     run = folder.path
     video = folder.split_render_path(split)
     if not video.is_file():
         raise InputError(f"{video} not found (train writes test_render.mp4; other splits need a render first)")
+    out = Path(out_dir) if out_dir else run / f"eval_{split}"
+    check_report_dir(out, [video, run / "metrics.json", *(run / b for b in BENCHMARK_FILES)], overwrite)
     o = options or EvalOptions()
     o.emotion = emotion or o.emotion
     pred, gt = split_side_by_side(read_frames(video, fps=FPS))
     res = evaluate_frames(pred, gt, load_aligned_audio(video), o)
+    _say_notes(res, o)
     inputs: dict[str, Any] = {"run": str(run), "split": split, "video": str(video),
                               "layout": "left half = render, right half = ground truth", "emotion": o.emotion}
     fps, src = folder.benchmark_fps()
@@ -111,4 +129,4 @@ def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = 
     train_metrics = folder.metrics()
     if train_metrics is not None:
         inputs["train_metrics"] = train_metrics
-    return write_report(res, Path(out_dir) if out_dir else run / f"eval_{split}", inputs, title=f"emogs eval {run.name}")
+    return write_report(res, out, inputs, title=f"emogs eval {run.name}")

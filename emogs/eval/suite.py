@@ -14,6 +14,7 @@ Metric keys (stable; NaN when not applicable; see docs/eval.md for exact definit
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -25,7 +26,7 @@ from emogs.errors import InputError
 from emogs.eval import landmarks as lmk
 from emogs.eval.au_metrics import au_jerk, aue
 from emogs.eval.image import box_crop, psnr, ssim, to_tensor
-from emogs.eval.sync import sync_scores
+from emogs.eval.sync import min_sync_frames, sync_scores
 
 GROUPS = ("image", "face_image", "landmarks", "identity", "aus", "emotion", "sync")
 
@@ -163,13 +164,14 @@ def evaluate_frames(pred_frames: Iterable[np.ndarray], gt_frames: Iterable[np.nd
                     emo_src[f"{k}_{src}"] = emo_src.get(f"{k}_{src}", 0) + 1
             n += 1
             if o.progress and n % 25 == 0:
-                print(f"\r  eval: {n} frames, {n / (time.monotonic() - t0):.1f} fps", end="", flush=True)
+                print(f"\r  eval: {n} frames, {n / (time.monotonic() - t0):.1f} fps", end="", flush=True,
+                      file=sys.stderr)
     finally:
         if trackers is not None:
             for t in trackers:
                 t.close()
     if o.progress:
-        print()
+        print(file=sys.stderr)
     if n == 0:
         raise InputError("no frame pairs to evaluate")
 
@@ -205,6 +207,11 @@ def evaluate_frames(pred_frames: Iterable[np.ndarray], gt_frames: Iterable[np.nd
         if "aus" in g_on:
             _au_metrics(out, lp, lg, bp, bg)
         if "sync" in g_on and audio is not None:
+            if n < min_sync_frames(o.max_lag):
+                out.notes.append(f"sync metrics n/a: the clip has {n} frames ({n / o.fps:.2f} s) and the lag "
+                                 f"search over +-{o.max_lag} frames needs at least {min_sync_frames(o.max_lag)} "
+                                 f"({min_sync_frames(o.max_lag) / o.fps:.1f} s); evaluate a longer clip (for "
+                                 "`emogs eval`, prepare with a larger --test-fraction)")
             for tag, l in (("", lp), ("_gt", lg)):
                 mouth = lmk.mouth_opening(l)
                 s, curve = sync_scores(mouth, audio, o.sample_rate, o.fps, o.max_lag)

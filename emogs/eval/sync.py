@@ -74,13 +74,18 @@ def _fill_nan(x: np.ndarray) -> np.ndarray:
     return np.interp(idx, idx[ok], x[ok])
 
 
+def min_sync_frames(max_lag: int = MAX_LAG) -> int:
+    """Shortest track `sync_scores` measures (shorter ones give NaN): 4 x the largest lag."""
+    return 4 * max_lag
+
+
 def sync_scores(mouth: np.ndarray, wav: np.ndarray, sample_rate: int = 16000, fps: float = 25.0,
                 max_lag: int = MAX_LAG) -> tuple[dict[str, float], np.ndarray]:
     """Sync metrics (see module doc) and the lag curve (2 max_lag + 1,) for a mouth-opening track (N,)."""
     n = len(mouth)
     nan = {k: float("nan") for k in ("sync_mouth_audio_corr", "sync_offset_frames", "sync_best_corr",
                                      "sync_confidence")}
-    if n < 4 * max_lag or np.isnan(mouth).all():
+    if n < min_sync_frames(max_lag) or np.isnan(mouth).all():
         return nan, np.full(2 * max_lag + 1, np.nan)
     missing = np.isnan(mouth)
     m = highpass(_fill_nan(mouth))

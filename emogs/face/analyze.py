@@ -3,7 +3,9 @@
 Columns: frame, timestamp, success, confidence, pose_Rx, pose_Ry, pose_Rz (rad), pose_Tx, pose_Ty,
 pose_Tz (cm), AU01_r ... AU45_r (in [0, 1]), the 52 blendshape scores (MediaPipe names) and, with
 `landmarks=True`, x_0..x_477, y_0..y_477 (pixels). Rows where no face was found have success 0 and
-zeros elsewhere. Frames are analysed at the video's native rate (no resampling).
+zeros elsewhere (a warning says how many); a clip with no face in any frame is an error and no CSV is
+written. Frames are analysed at the video's native rate (no resampling), upright (display rotation
+honoured).
 """
 from __future__ import annotations
 
@@ -81,20 +83,30 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, total: int | None =
 
 
 def analyze_video(video: str | Path, out_csv: str | Path, landmarks: bool = False, progress: bool = True,
-                  max_seconds: float | None = None) -> dict[str, np.ndarray]:
-    """Analyse every frame of `video` at its native fps and write the CSV atomically. Returns the arrays."""
+                  max_seconds: float | None = None, overwrite: bool = True) -> dict[str, np.ndarray]:
+    """Analyse every frame of `video` at its native fps and write the CSV atomically. Returns the arrays.
+    The output is checked first (not the input, writable; an existing file only with `overwrite`).
+    InputError when no frame shows a face (nothing is written)."""
     from emogs.io.media import probe, read_frames
+    from emogs.io.paths import output_file
 
     video = Path(video)
     info = probe(video)  # InputError for a missing / unreadable file or no video stream
+    output_file(out_csv, inputs=[video], force=overwrite, what="output CSV")
     total = info.num_frames if max_seconds is None else min(info.num_frames, int(round(max_seconds * info.fps)))
     res = analyze_frames(read_frames(video, max_seconds=max_seconds), info.fps, total=total, progress=progress)
-    if len(res["success"]) == 0:
+    n, found = len(res["success"]), int(res["success"].sum())
+    if n == 0:
         raise InputError(f"{video}: no decodable video frames")
+    if found == 0:
+        raise InputError(f"{video}: no face found in any of the {n} frames (faces smaller than about a tenth "
+                         "of the frame, or turned far away, are not detected); nothing written")
     write_csv(out_csv, res, landmarks=landmarks)
-    if progress:
-        print(f"analyze: {int(res['success'].sum())}/{len(res['success'])} frames with a face -> {out_csv}",
+    if found < n:
+        print(f"analyze: warning: no face in {n - found} of {n} frames (their rows have success 0)",
               file=sys.stderr)
+    if progress:
+        print(f"analyze: {found}/{n} frames with a face -> {out_csv}", file=sys.stderr)
     return res
 
 
@@ -116,9 +128,9 @@ def read_analysis_csv(path: str | Path) -> dict[str, np.ndarray]:
     """Read an analyze CSV back: every column by name (float arrays) plus stacked arrays
     `aus` (N, 17), `blendshapes` (N, 52), `pose_R` (N, 3), `pose_T` (N, 3), `success` (N,) bool and,
     when present, `landmarks` (N, 478, 2)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    from emogs.io.paths import input_file
+
+    path = input_file(path, "an analysis CSV")
     with open(path, newline="") as f:
         header = next(csv.reader(f), None)
     if not header or "AU01_r" not in header:
@@ -140,6 +152,6 @@ def read_analysis_csv(path: str | Path) -> dict[str, np.ndarray]:
 
 def _progress(done: int, total: int | None, elapsed: float, end: bool = False) -> None:
     rate = done / elapsed if elapsed > 0 else 0.0
-    of = f"/{total}" if total else ""
+    of = f"/{total}" if total and total >= done else ""  # the container's frame count is an estimate
     print(f"\ranalyze: {done}{of} frames, {rate:.0f} frames/s", end="\n" if end else "", file=sys.stderr,
           flush=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,22 +130,48 @@ def _landmarks_px(face: list, width: int, height: int) -> np.ndarray:
     return a
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet = {"depth": 0, "saved": -1}  # nesting depth over all threads; dup of the real fd 2 while > 0
+
+
 @contextlib.contextmanager
 def _quiet_native_logs():
-    """Silence glog/TFLite chatter on stderr while the native graph starts (restored afterwards)."""
+    """Silence the glog/TFLite chatter MediaPipe writes to file descriptor 2 while its graph starts.
+
+    File descriptors are per process, not per thread, so the redirect is one for the process: the first
+    thread to enter saves the real fd 2 and points fd 2 at /dev/null, the last to leave restores it (a
+    count under a lock). Threads that start trackers at the same time therefore never save the
+    redirected descriptor as the "original", and stderr always comes back."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        fd = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
+    entered = False
+    with _QUIET_LOCK:
+        if _quiet["depth"] == 0:
             try:
-                yield
-            finally:
-                os.dup2(fd, 2)
+                saved = os.dup(2)
+            except OSError:
+                saved = -1
+            if saved >= 0:
+                try:
+                    sys.stderr.flush()  # what Python wrote before stays visible
+                except (AttributeError, OSError, ValueError):
+                    pass
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, 2)
+                finally:
+                    os.close(devnull)
+                _quiet["saved"] = saved
+        if _quiet["depth"] > 0 or _quiet["saved"] >= 0:
+            _quiet["depth"] += 1
+            entered = True
+    try:
+        yield
     finally:
-        os.close(fd)
+        if entered:
+            with _QUIET_LOCK:
+                _quiet["depth"] -= 1
+                if _quiet["depth"] == 0:
+                    saved, _quiet["saved"] = _quiet["saved"], -1
+                    os.dup2(saved, 2)
+                    os.close(saved)

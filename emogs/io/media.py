@@ -3,6 +3,10 @@
 Frames are numpy uint8 RGB arrays (H, W, 3). Audio is float32 mono in [-1, 1] at a requested rate.
 Writers go through a temporary file and rename, so a crash never leaves a playable half-file.
 
+Display rotation (the display matrix phones write instead of rotating the pixels) is honoured: `probe`
+reports the displayed width and height and `read_frames` yields upright frames, as a video player and
+the `ffmpeg` command show them.
+
 Backends: PyAV normally. Where PyAV is not installed (the GPU machine's image), or with
 `EMOGS_MEDIA_BACKEND=opencv`, video goes through OpenCV's bundled FFmpeg instead: decoding at the file's own
 frame rate (no resampling), writing MPEG-4 part 2 without an audio track (the audio is written beside the
@@ -15,7 +19,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -55,6 +59,7 @@ class VideoInfo:
     audio_rate: int | None
     audio_channels: int | None
     codec: str
+    rotation: int = 0  # display rotation, degrees counter-clockwise (0, 90, 180, -90); width/height are displayed
 
 
 def _open(path: str | Path):
@@ -85,9 +90,56 @@ def probe(path: str | Path) -> VideoInfo:
             dur = 0.0
         n = v.frames or int(round(dur * fps))
         a = c.streams.audio[0] if c.streams.audio else None
-        return VideoInfo(str(path), v.codec_context.width, v.codec_context.height, fps, dur, n, a is not None,
+        rot = _first_frame_rotation(c, v)
+        w, h = v.codec_context.width, v.codec_context.height
+        if rot in (90, -90):
+            w, h = h, w
+        return VideoInfo(str(path), w, h, fps, dur, n, a is not None,
                          a.codec_context.sample_rate if a else None, a.codec_context.channels if a else None,
-                         v.codec_context.name)
+                         v.codec_context.name, rot)
+
+
+def _rotation_of(frame) -> int:
+    """The frame's display rotation snapped to a multiple of 90 degrees (counter-clockwise)."""
+    try:
+        r = float(getattr(frame, "rotation", 0) or 0)
+    except Exception:  # noqa: BLE001 - a malformed display matrix: show the frame as stored
+        return 0
+    k = int(round(r / 90.0)) % 4
+    return {0: 0, 1: 90, 2: 180, 3: -90}[k]
+
+
+def _first_frame_rotation(container, stream) -> int:
+    """Display rotation of a stream, read from its first decoded frame (0 when none decodes)."""
+    try:
+        for frame in container.decode(stream):
+            return _rotation_of(frame)
+    except Exception:  # noqa: BLE001 - decoding errors are reported by read_frames
+        return 0
+    return 0
+
+
+def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    """A stored frame (H, W, ...) turned as the display matrix says."""
+    return img if rotation == 0 else np.ascontiguousarray(np.rot90(img, rotation // 90))
+
+
+class UprightFrame:
+    """A decoded `av.VideoFrame` whose `to_ndarray` returns the displayed (rotated) picture; `width` and
+    `height` are the displayed size (what `read_frames(raw=True)` yields for rotated videos)."""
+
+    def __init__(self, frame, rotation: int) -> None:
+        self.frame, self.rotation = frame, rotation
+        self.pts, self.time_base = frame.pts, frame.time_base
+        swap = rotation in (90, -90)
+        self.width, self.height = (frame.height, frame.width) if swap else (frame.width, frame.height)
+
+    def to_ndarray(self, format: str = "rgb24", width: int | None = None, height: int | None = None,
+                   **kw) -> np.ndarray:
+        if self.rotation in (90, -90):
+            width, height = height, width
+        size = {"width": width, "height": height} if width or height else {}
+        return _upright(self.frame.to_ndarray(format=format, **size, **kw), self.rotation)
 
 
 def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int] | None = None,
@@ -108,14 +160,19 @@ def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int
         w, h = size if size else (None, None)
         limit = math.inf if max_seconds is None else max_seconds
 
+        rot: int | None = None  # display rotation, from the first frame
+
         def conv(frame):
-            return frame if raw else frame.to_ndarray(format="rgb24", width=w, height=h)
+            up = frame if rot == 0 else UprightFrame(frame, rot)
+            return up if raw else up.to_ndarray(format="rgb24", width=w, height=h)
 
         k = 0  # next output frame index
         prev = None  # (time, frame) of the last decoded source frame
         t0 = None
         try:
             for frame in c.decode(stream):
+                if rot is None:
+                    rot = _rotation_of(frame)
                 t = float(frame.pts * frame.time_base) if frame.pts is not None else (prev[0] + src_step if prev else 0.0)
                 if t0 is None:
                     t0 = t
@@ -141,9 +198,11 @@ def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int
             raise InputError(f"{path}: decoding failed ({type(e).__name__}: {e})") from None
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
+               warn: Callable[[str], None] | None = None) -> np.ndarray:
     """Decode the first audio stream of any media file to float32 mono at `sample_rate`. With
-    `max_seconds`, decoding stops once that much audio is out (a long file is never decoded whole)."""
+    `max_seconds`, decoding stops once that much audio is out (a long file is never decoded whole). `warn`
+    gets one line when much less audio decodes than the file declares (a truncated file)."""
     if backend() == "opencv":
         _check_input(Path(path))
         if Path(path).suffix.lower() != ".wav":
@@ -158,6 +217,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     with _open(path) as c:
         if not c.streams.audio:
             raise InputError(f"{path}: has no audio track")
+        declared = _declared_seconds(c, c.streams.audio[0])
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         n = 0
@@ -174,9 +234,58 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
         except Exception as e:
             raise InputError(f"{path}: audio decoding failed ({type(e).__name__})") from None
     wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    got = len(wav) / sample_rate
+    want = declared if max_seconds is None or declared is None else min(declared, max_seconds)
+    if warn is not None and want is not None and want - got > max(0.1, 0.05 * want):
+        warn(f"{path}: the file declares {want:.2f} s of audio but only {got:.2f} s could be decoded "
+             f"(a truncated or damaged file?); using the {got:.2f} s there are")
     if limit is not None:
         wav = wav[:limit]
     return wav
+
+
+def _wav_header_seconds(path: str | Path) -> float | None:
+    """Duration a RIFF/WAVE header declares (data chunk size / byte rate); None for other files and for
+    streamed WAVs whose header leaves the size open (0 or 0xFFFFFFFF). FFmpeg caps the size at the file's
+    end, so a truncated WAV would otherwise look whole."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            byte_rate = None
+            for _ in range(64):  # chunks before "data" (fmt, LIST, fact, ...)
+                ch = f.read(8)
+                if len(ch) < 8:
+                    return None
+                cid, size = ch[:4], struct.unpack("<I", ch[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    if len(fmt) >= 12:
+                        byte_rate = struct.unpack("<I", fmt[8:12])[0]
+                    continue
+                if cid == b"data":
+                    if not byte_rate or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size / byte_rate
+                f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+    return None
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """The duration the file's headers give for an audio stream (None when they give none)."""
+    wav = _wav_header_seconds(container.name)
+    if wav is not None:
+        return wav
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1_000_000
+    return None
 
 
 def write_wav(path: str | Path, wav: np.ndarray, sample_rate: int = 16000) -> None:

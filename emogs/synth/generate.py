@@ -80,9 +80,27 @@ def landmarks_px(face: np.ndarray, geo, w2c: np.ndarray, K: np.ndarray) -> np.nd
     return np.concatenate([xy, z[:, None]], 1).astype(np.float32)
 
 
-def synth(video: str | Path, cfg: SynthConfig | None = None, progress: bool = True) -> dict:
+MAX_HEAD_MOTION = 5.0
+
+
+def check_config(cfg: SynthConfig) -> None:
+    """One-line InputErrors for settings that cannot make a clip (before any work)."""
+    if cfg.size < 128 or cfg.size % 2:
+        raise InputError("--size must be an even number >= 128")
+    if not math.isfinite(cfg.head_motion) or not 0 <= cfg.head_motion <= MAX_HEAD_MOTION:
+        raise InputError(f"--head-motion must be a number from 0 (still) to {MAX_HEAD_MOTION:g}, "
+                         f"got {cfg.head_motion:g}")
+    if not cfg.text.strip():
+        raise InputError("--text is empty; give a sentence to speak")
+    if not cfg.voice.strip():
+        raise InputError("--voice is empty; use an espeak-ng voice such as en-us")
+
+
+def synth(video: str | Path, cfg: SynthConfig | None = None, progress: bool = True,
+          overwrite: bool = True) -> dict:
     """Write the video (H.264 + AAC 16 kHz mono), its ground truth CSV and the events JSON.
-    Returns a summary dict (paths, frames, seconds, timings)."""
+    Returns a summary dict (paths, frames, seconds, timings). The three outputs are checked first
+    (writable, not folders; existing files only with `overwrite`)."""
     from emogs.face.analyze import write_csv
     from emogs.face.aus import aus_from_blendshapes
     from emogs.face.camera import GL_TO_CV, head_pose
@@ -97,12 +115,21 @@ def synth(video: str | Path, cfg: SynthConfig | None = None, progress: bool = Tr
     video = Path(video)
     if video.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise InputError(f"{video}: output must be .mp4")
-    if cfg.size < 128 or cfg.size % 2:
-        raise InputError("--size must be an even number >= 128")
+    check_config(cfg)
     model = _resolve_face_model(cfg.face_model)
     events = parse_events(DEFAULT_EVENTS if cfg.events == "default" else cfg.events)
+    from emogs.io.paths import output_file
+
+    for p in (video, *gt_paths(video)):
+        output_file(p, force=overwrite, what="output file")
     t0 = time.monotonic()
-    sp = synthesize(cfg.text, cfg.voice, cfg.rate_wpm, cfg.sample_rate)
+    try:
+        sp = synthesize(cfg.text, cfg.voice, cfg.rate_wpm, cfg.sample_rate)
+    except ValueError as e:  # unknown voice
+        if "voice" not in str(e):
+            raise
+        raise InputError(f"--voice {cfg.voice!r}: espeak-ng has no such voice; `espeak-ng --voices` lists "
+                         "them (e.g. en-us, en-gb, de, fr)") from None
     phon = [Phoneme(p.symbol, p.start + cfg.lead_in, p.end + cfg.lead_in) for p in sp.phonemes]
     speech_end = cfg.lead_in + len(sp.audio) / cfg.sample_rate
     dur = max(speech_end, max((e.end for e in events), default=0.0)) + cfg.tail
