@@ -121,13 +121,6 @@ class Avatar:
         from emogs.run import open_run
         from emogs.runtime import resolve_device
 
-        if Path(run_dir).is_file():
-            raise InputError(f"{run_dir}: is a file; give the run folder made by `emogs train`")
-        if size is not None and not 16 <= size <= 4096:
-            raise InputError(f"render size {size} out of range (16-4096)")
-        run = open_run(run_dir)
-        if not run.has_model():
-            raise InputError(f"{run.path}: no model.safetensors (training not finished? run `emogs train` again)")
         from emogs.runtime import apply_threads, configure_threads
 
         if threads is None:
@@ -136,6 +129,13 @@ class Avatar:
             raise InputError(f"threads must be at least 1, got {threads}")
         else:
             apply_threads(int(threads))
+        if Path(run_dir).is_file():
+            raise InputError(f"{run_dir}: is a file; give the run folder made by `emogs train`")
+        if size is not None and not 16 <= size <= 4096:
+            raise InputError(f"render size {size} out of range (16-4096)")
+        run = open_run(run_dir)
+        if not run.has_model():
+            raise InputError(f"{run.path}: no model.safetensors (training not finished? run `emogs train` again)")
         settings = RenderSettings(**run.render_settings())
         info = run.dataset_info()
         w2c = run.train_cameras()

@@ -178,7 +178,7 @@ def test_a_folder_given_as_an_input_file(tmp_path, capsys):
     _fails(capsys, ["demo", "--video", str(d), "-o", str(tmp_path / "demo")], "is a folder")
     (tmp_path / "run").mkdir()
     _fails(capsys, ["render", str(tmp_path / "run"), "--audio", str(d), "-o", str(tmp_path / "o.mp4")], "is a folder")
-    _fails(capsys, ["eval", str(tmp_path / "afile")], "not a run folder")
+    _fails(capsys, ["eval", str(tmp_path / "afile")], "run folder")
     assert not (tmp_path / "ds").exists() and not (tmp_path / "demo").exists()
 
 

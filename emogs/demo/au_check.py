@@ -27,8 +27,8 @@ def au_check(out: Path, au_edit: str, emotion: str) -> dict[str, Any]:
     run = open_run(out / "run")
     vids = out / "videos"
     conds = [PLAIN, Condition("au_edit", (au_edit,)), Condition("emotion", (), emotion)]
-    frames = {"plain": read_render(vids / "speech.mp4"), "au_edit": read_render(vids / "au_edit.mp4", left_half=True),
-              "emotion": read_render(vids / "emotion.mp4")}
+    frames = {"plain": read_render(vids / "speech.mp4"), "emotion": read_render(vids / "emotion.mp4")}
+    frames["au_edit"] = render_part(read_render(vids / "au_edit.mp4"), frames["plain"].shape[1:3])
     F = min(len(v) for v in frames.values())
     opts = ControlOptions(blinks=True, progress=False)
     plans = plans_for(conds, F, np.asarray(run.dataset_info()["au_mean"], np.float32), blinks=True)
@@ -48,6 +48,19 @@ def au_check(out: Path, au_edit: str, emotion: str) -> dict[str, Any]:
         method=__doc__.split("\n\n")[1].replace("\n", " "), report="controls/tables.md")
     plot_check(out / "au_check.png", arrays, au_edit, emotion)
     return json_safe(summary)
+
+
+def render_part(side: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The render half of `--side-by-side` frames (F, P, W', 3) at its own (H, W) `size`: the render is the left
+    part, enlarged by a whole factor P / H for small renders (emogs.control.plot.side_by_side_frames)."""
+    import cv2
+
+    H, W = size
+    f = side.shape[1] // H
+    part = side[:, :, : W * f]
+    if f == 1:
+        return np.ascontiguousarray(part)
+    return np.stack([cv2.resize(x, (W, H), interpolation=cv2.INTER_AREA) for x in part])
 
 
 def plot_check(path: Path, arrays: dict[str, Any], au_edit: str, emotion: str) -> None:

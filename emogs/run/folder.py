@@ -406,6 +406,6 @@ def open_run(path: str | Path) -> RunFolder:
     if not run.path.is_dir():
         raise InputError(f"{run.path}: no such run folder" if not run.path.exists() else f"{run.path}: not a folder")
     if not run.exists():
-        raise InputError(f"{run.path}: not a run folder (no {CONFIG}); make one with `emogs train`")
+        raise InputError(f"{run.path}: not a run folder (no {CONFIG} or {MODEL}); make one with `emogs train`")
     run.format_version()
     return run
