@@ -244,6 +244,8 @@ def _args_eval_controls(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-stride", type=int, default=5, help="dlib identity on every k-th frame (default 5)")
     p.add_argument("--render-only", action="store_true",
                    help="only render the conditions into OUT/videos (e.g. on a GPU machine); measure later")
+    p.add_argument("--measure-only", action="store_true",
+                   help="measure the renders in OUT/videos made elsewhere (--render-only); the run needs no weights")
     p.add_argument("--force", action="store_true", help="replace an earlier report in the folder")
     p.add_argument("--rerender", action="store_true", help="render again even the videos whose settings match")
 
@@ -260,8 +262,10 @@ def _run_eval_controls(a: argparse.Namespace) -> None:
     opts = ControlOptions(size=a.size, device=a.device, allow_extrapolation=a.allow_extrapolation,
                           speech_aus=not a.no_speech_aus, goal_au=a.goal_au, goal_emotion=a.goal_emotion,
                           id_stride=a.id_stride, rerender=a.rerender)
+    if a.render_only and a.measure_only:
+        raise InputError("--render-only and --measure-only: choose one")
     print(eval_controls(a.run, a.audio, a.output or a.run / "eval_controls", conds, opts, render_only=a.render_only,
-                        overwrite=a.force))
+                        overwrite=a.force, measure_only=a.measure_only))
 
 
 # --- export ----------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@
 #   EMOGS_CONFIG_JSON=JSON   config overrides for every job (e.g. '{"model.audio_feature": "whisper"}')
 #   EMOGS_CONFIG_JSON_<TAG>  overrides for the jobs with that TAG only
 #   EMOGS_FPS=0              skip the render benchmark (default: on the first job, on its GPU, once it is done)
+#   EMOGS_CONTROLS_AUDIO=WAV after each job: `emogs eval-controls RUN --audio WAV --standard --render-only` (16 kHz
+#                            mono WAV: no PyAV there); the videos come back in the run's tar, measured here with
+#                            `emogs eval-controls RUN --audio WAV --standard --measure-only -o RUN/eval_controls`
+#   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars (64 MiB come back at most)
 #
 # Here, first (repository root; .gpu/ and .whl/ are git-ignored and travel with `carry`):
 #   emogs prepare ../shared/data/video/macron_50s.mp4 -o datasets/macron   (and acosta_71s.mp4 -> datasets/acosta)
@@ -30,7 +34,7 @@ T0=$(date +%s); LIMIT="${EMOGS_GPU_LIMIT_S:-575}"
 LOG="$OUT/session.log"
 rm -rf /tmp/runs  # never resume a stale run left on a warm machine
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/gsplat-*.whl
-export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONUNBUFFERED=1 EMOGS_ASSETS="$PWD/.gpu/train_assets"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv | tee "$LOG"
 NGPU=$(nvidia-smi -L | wc -l); NCPU=$(nproc); NJOB=$#
@@ -65,6 +69,11 @@ for job in "$@"; do
     timeout $(( BUDGET + 200 )) python3 -m emogs.train.gpu ".gpu/ds_$ds" "/tmp/runs/$name" --budget-s "$BUDGET" \
       --variant "$variant" "${it_arg[@]}" ${cfg:+--config-json "$cfg"} > "$OUT/logs/train_$name.log" 2>&1
     echo "[gpu] $name (GPU $gpu) finished rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+    if [ -n "${EMOGS_CONTROLS_AUDIO:-}" ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
+      timeout 240 python3 -m emogs.cli eval-controls "/tmp/runs/$name" --audio "$EMOGS_CONTROLS_AUDIO" --standard \
+        --render-only --device cuda -o "/tmp/runs/$name/eval_controls" > "$OUT/logs/controls_$name.log" 2>&1
+      echo "[gpu] $name controls renders rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+    fi
     if [ "$i" = 0 ] && [ "${EMOGS_FPS:-1}" != 0 ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
       timeout 150 python3 scripts/gpu_render_fps.py "/tmp/runs/$name" --audio ".gpu/ds_$ds/audio.wav" \
         --device cuda > "$OUT/logs/fps_$name.log" 2>&1
@@ -78,10 +87,16 @@ echo "[gpu] all done at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
 for name in "${names[@]}"; do
   r="/tmp/runs/$name"; [ -d "$r" ] || continue
   mv "$OUT/logs/train_$name.log" "$r/train.log"; [ -f "$OUT/logs/fps_$name.log" ] && mv "$OUT/logs/fps_$name.log" "$r/fps.log"
+  [ -f "$OUT/logs/controls_$name.log" ] && mv "$OUT/logs/controls_$name.log" "$r/controls.log"
   files=()
-  for f in model.safetensors speech_aus.safetensors config.json dataset.json background.png train_cameras.npz metrics.json gpu_report.json \
-           train_log.jsonl train.log fps.log render_benchmark.json test_render.mp4 test_render.wav run.json; do
+  models=(model.safetensors); [ "${EMOGS_RETURN_MODEL:-1}" = 0 ] && models=()
+  for f in "${models[@]}" speech_aus.safetensors config.json dataset.json background.png train_cameras.npz metrics.json \
+           gpu_report.json train_log.jsonl train.log fps.log controls.log render_benchmark.json test_render.mp4 \
+           test_render.wav run.json; do
     [ -f "$r/$f" ] && files+=("$name/$f")
+  done
+  for f in "$r"/eval_controls/videos/*.mp4 "$r"/eval_controls/videos/specs.json; do
+    [ -f "$f" ] && files+=("$name/eval_controls/videos/$(basename "$f")")
   done
   last=$(ls "$r/previews"/*.png 2>/dev/null | tail -n 1); [ -n "$last" ] && files+=("$name/previews/$(basename "$last")")
   tar -C /tmp/runs -cf "$OUT/$name.tar" "${files[@]}"

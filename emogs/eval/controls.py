@@ -158,6 +158,28 @@ def render_spec(model_sha: str, audio_sha: str, c: Condition, opts: ControlOptio
                 speech_aus=opts.speech_aus, blinks=opts.blinks)
 
 
+def check_renders(run, audio: Path, conditions: list[Condition], videos: Path, opts: ControlOptions) -> dict[str, Path]:
+    """For measuring renders made elsewhere (e.g. `--render-only` on a GPU machine) without the run's weights:
+    every condition's video must be there, made from this audio file with these controls and settings
+    (videos/specs.json; the weights are not checked). -> {name: mp4}."""
+    from emogs.io.atomic import read_json, sha256_file
+
+    spec_file = videos / "specs.json"
+    if not spec_file.is_file():
+        raise InputError(f"{videos}: no renders to measure (specs.json missing); render them with --render-only")
+    specs = read_json(spec_file)
+    audio_sha = sha256_file(audio)
+    paths = {}
+    for c in conditions:
+        want = {k: v for k, v in render_spec("", audio_sha, c, opts).items() if k != "model"}
+        have = {k: v for k, v in (specs.get(c.name) or {}).items() if k != "model"}
+        p = videos / f"{c.name}.mp4"
+        if not p.is_file() or have != want:
+            raise InputError(f"{p}: missing or made with other settings ({c.flags()}); render it again")
+        paths[c.name] = p
+    return paths
+
+
 def render_conditions(run, audio: Path, wav: np.ndarray, conditions: list[Condition], videos: Path,
                       opts: ControlOptions, log: Callable[[str], None]) -> dict[str, Path]:
     """Render the conditions whose video is missing or was made with other settings; -> {name: mp4}."""
@@ -679,16 +701,17 @@ def check_output_folder(out: Path, inputs: list, overwrite: bool) -> None:
 
 def eval_controls(run_dir: str | Path, audio: str | Path, out_dir: str | Path, conditions: list[Condition],
                   opts: ControlOptions | None = None, render_only: bool = False,
-                  log: Callable[[str], None] | None = None, overwrite: bool = True) -> Path:
+                  log: Callable[[str], None] | None = None, overwrite: bool = True, measure_only: bool = False) -> Path:
     """Render (or reuse) every condition and measure it; returns OUT/results.json (OUT/videos with
-    `render_only`). An earlier report in OUT is replaced only with `overwrite`."""
+    `render_only`). `measure_only`: measure OUT/videos made elsewhere (`check_renders`; the run folder then
+    needs no weights). An earlier report in OUT is replaced only with `overwrite`."""
     from emogs.io.media import load_audio
     from emogs.run import open_run
 
     opts = opts or ControlOptions()
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     run = open_run(run_dir)
-    if not run.has_model():
+    if not run.has_model() and not measure_only:
         raise InputError(f"{run.path}: no model.safetensors (training not finished?)")
     out, audio = Path(out_dir), Path(audio)
     check_output_folder(out, [audio, *(run.path / f for f in ("model.safetensors", "config.json", "run.json"))],
@@ -701,7 +724,8 @@ def eval_controls(run_dir: str | Path, audio: str | Path, out_dir: str | Path, c
         raise InputError(f"{audio}: {len(wav) / SAMPLE_RATE:.2f} s of audio is too short to measure edits "
                          "(needs at least 1 s)")
     t0 = time.time()
-    paths = render_conditions(run, audio, wav, conditions, out / "videos", opts, log)
+    paths = (check_renders(run, audio, conditions, out / "videos", opts) if measure_only
+             else render_conditions(run, audio, wav, conditions, out / "videos", opts, log))
     if render_only:
         return out / "videos"
     info = run.dataset_info()

@@ -31,29 +31,36 @@ def pack_assets(dst: Path) -> None:
     from emogs.eval.lpips import weights_path
     from emogs.face.camera import canonical_face_mesh
 
+    from safetensors.torch import load_file
+
     dst.mkdir(parents=True, exist_ok=True)
     v, f, uv = canonical_face_mesh()
     np.savez(dst / "canonical_face_mesh.npz", vertices=v, faces=f, uvs=uv)
-    shutil.copy(weights_path("alex"), dst / "lpips_alex.safetensors")
+    # half precision for the trip (64 MiB travel): LPIPS loads it into float32 parameters (load_state_dict)
+    save_file({k: t.half() for k, t in load_file(str(weights_path("alex"))).items()}, str(dst / "lpips_alex.safetensors"))
     print(f"assets written to {dst}")
 
 
-TRAIN_FILES = ("manifest.json", "frames.mp4", "audio.wav", "tracks.npz", "labels.mkv", "background.png",
-               "audio_mel.npy", "audio_whisper.npy", "mesh.npz")
+TRAIN_FILES = ("manifest.json", "frames.mp4", "audio.wav", "labels.mkv", "background.png", "audio_mel.npy",
+               "mesh.npz")
 
 
-def pack_dataset(src: Path, dst: Path) -> None:
-    """Locally: the files training reads from a prepared dataset -> dst/ (what travels to the GPU machine),
-    plus, for datasets with a mesh fit, the person's head mesh (`person_mesh.npz`, `emogs.train.loop`), so the
-    GPU machine needs no ICT-FaceKit."""
+def pack_dataset(src: Path, dst: Path, whisper: bool = False) -> None:
+    """Locally: the files training reads from a prepared dataset -> dst/ (what travels to the GPU machine,
+    64 MiB in all: tracks.npz recompressed with half-precision landmarks, Whisper features only with `whisper`), plus, for datasets with a
+    mesh fit, the person's head mesh (`person_mesh.npz`, `emogs.train.loop`), so the GPU machine needs no
+    ICT-FaceKit."""
     dst.mkdir(parents=True, exist_ok=True)
-    for name in TRAIN_FILES:
+    for name in TRAIN_FILES + (("audio_whisper.npy",) if whisper else ()):
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)
+    with np.load(src / "tracks.npz", allow_pickle=False) as z:  # landmarks in half precision (< 0.1 px at 512)
+        np.savez_compressed(dst / "tracks.npz", **{k: z[k].astype(np.float16) if k == "landmarks" else z[k]
+                                                   for k in z.files})
     if (src / "mesh.npz").is_file():
-        from emogs.train.loop import person_mesh, save_person_mesh
+        from emogs.train.loop import person_mesh
 
-        save_person_mesh(dst / "person_mesh.npz", person_mesh(src))
+        np.savez_compressed(dst / "person_mesh.npz", **person_mesh(src))
     print(f"{src} packed into {dst}: {sum(f.stat().st_size for f in dst.iterdir()) / 2 ** 20:.1f} MB")
 
 
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         pack_assets(Path(argv[1]))
         return 0
     if argv and argv[0] == "pack-dataset":
-        pack_dataset(Path(argv[1]), Path(argv[2]))
+        pack_dataset(Path(argv[1]), Path(argv[2]), whisper="--whisper" in argv)
         return 0
     p = argparse.ArgumentParser(prog="python -m emogs.train.gpu")
     p.add_argument("dataset", type=Path)

@@ -110,12 +110,6 @@ def person_mesh(root: Path) -> dict[str, np.ndarray]:
                 region_names=np.array([n for n, _ in reg]), region_triangles=np.array([(r.t0, r.t1) for _, r in reg]))
 
 
-def save_person_mesh(path: Path, mesh: dict[str, np.ndarray]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **mesh)
-
-
 def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
     """MeshHead: the person's head mesh (`person_mesh`), Gaussians bound to its triangles
     (emogs.model.mesh_head.init_mesh_gaussians)."""

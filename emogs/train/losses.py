@@ -85,7 +85,7 @@ def compute_losses(ctx: LossContext, cfg: LossConfig) -> tuple[torch.Tensor, dic
         terms["raar"] = (cfg.raar, up + mo)
     if fine and cfg.lpips > 0:
         terms["lpips"] = (cfg.lpips, lpips_loss(pred, gt, cfg.lpips_net))
-    if fine and cfg.mouth_depth > 0:
+    if fine and cfg.mouth_depth > 0 and not ctx.model.gaussians.bound:  # a mesh head's mouth is the mesh's
         terms["mouth_depth"] = (cfg.mouth_depth, mouth_depth_loss(ctx.out.means, ctx.model.gaussians.zone))
     total = sum(w * v for w, v in terms.values())
     return total, {k: float(v.detach()) for k, (_, v) in terms.items()}
