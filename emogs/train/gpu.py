@@ -54,6 +54,12 @@ def pack_dataset(src: Path, dst: Path, whisper: bool = False) -> None:
     for name in TRAIN_FILES + (("audio_whisper.npy",) if whisper else ()):
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)
+    if not whisper:  # the packed copy says it has no Whisper features
+        from emogs.io.atomic import read_json, write_json
+
+        man = read_json(src / "manifest.json")
+        man["features"]["whisper"] = None
+        write_json(dst / "manifest.json", man)
     with np.load(src / "tracks.npz", allow_pickle=False) as z:  # landmarks in half precision (< 0.1 px at 512)
         np.savez_compressed(dst / "tracks.npz", **{k: z[k].astype(np.float16) if k == "landmarks" else z[k]
                                                    for k in z.files})
