@@ -34,6 +34,8 @@ def _args_prepare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.1, help="last fraction of frames held out (min 2 s)")
     p.add_argument("--no-whisper", action="store_true", help="skip Whisper features (log-mel only)")
     p.add_argument("--max-seconds", type=float, default=None, help="use only the first N seconds")
+    p.add_argument("--mesh", choices=("auto", "on", "off"), default="auto",
+                   help="fit the ICT-FaceKit face mesh (mesh.npz); auto = when the model is found (default)")
     p.add_argument("--force", action="store_true", help="redo finished stages")
 
 
@@ -41,7 +43,7 @@ def _run_prepare(a: argparse.Namespace) -> None:
     from emogs.data.prepare import PrepareConfig, prepare
 
     cfg = PrepareConfig(size=a.size, test_fraction=a.test_fraction, whisper=not a.no_whisper,
-                        max_seconds=a.max_seconds)
+                        max_seconds=a.max_seconds, mesh=a.mesh)
     prepare(a.video, a.output, cfg, force=a.force)
 
 

@@ -1,0 +1,104 @@
+"""Action Units read from a fitted ICT-FaceKit expression (the mesh AU estimator).
+
+The fit separates the face's shape (identity coefficients, shared by the clip) from its movement
+(per-frame expression coefficients), so AUs can be read from the expression alone. Each AU is the mean of
+the ICT coefficients with the names `emogs.face.aus.AU_TABLE` reads from MediaPipe (L/R averaged; ICT
+spells `mouthSmileLeft` as `mouthSmile_L`), except where the fitted geometry is the better evidence:
+AU06 is ICT's cheekSquint alone (MediaPipe's estimator adds eyeSquint, which is AU07), AU09 is noseSneer
+(ICT's shape does move the nose wings), AU25 is the inner-lip gap of the fitted mesh (landmarks 13 and 14
+on the surface) relative to the same identity's closed-mouth gap, in cm.
+
+Each channel is taken relative to a neutral reference (`baseline`) and passed through a measured ramp
+`clip((x - lo) / (hi - lo), 0, 1)` (`MESH_RAMPS`, calibrated on the MEAD clips by
+`scripts/mesh_au_table.py --calibrate`; docs/au_mapping.md and docs/mesh.md compare it with the
+blendshape estimator).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from emogs.face.aus import AU_NAMES, AU_TABLE
+from emogs.mesh.ict import ict_name
+
+# AU -> ICT shapes (averaged); AU25 is the lip-gap channel instead
+MESH_AU_SHAPES: dict[str, tuple[str, ...]] = {}
+for _s in AU_TABLE:
+    names: list[str] = []
+    for b in _s.blendshapes:
+        if b == "browInnerUp":
+            names += ["browInnerUp_L", "browInnerUp_R"]
+        else:
+            names.append(ict_name(b))
+    MESH_AU_SHAPES[_s.au] = tuple(names)
+MESH_AU_SHAPES["AU06"] = ("cheekSquint_L", "cheekSquint_R")
+MESH_AU_SHAPES["AU25"] = ()
+LIP_LANDMARKS = (13, 14)  # MediaPipe inner-lip midpoints (upper, lower)
+
+# (lo, hi) per AU channel, on baseline-relative values (coefficients, or cm for AU25); measured by
+# `python scripts/mesh_au_table.py --calibrate` on the 16 MEAD clips (lo: mean over the two neutral clips
+# of their 10th percentile; hi: 99th percentile of all frames; minimum span 0.2 (0.1 cm for AU25)).
+MESH_RAMPS: dict[str, tuple[float, float]] = {au: (0.0, 0.5) for au in AU_NAMES}
+MESH_RAMPS["AU25"] = (0.0, 1.0)
+BASELINE_PERCENTILE = 5.0
+
+
+def lip_gap(model, corr, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
+    """Inner-lip gap (N,) in cm of the fitted mesh minus the same identity's gap at zero expression."""
+    P0, Bi, Be = corr.basis(model)
+    a, b = LIP_LANDMARKS
+    base = P0[[a, b]] + np.einsum("i,ipk->pk", identity, Bi[:, [a, b]])  # (2, 3)
+    pts = base[None] + np.einsum("nj,jpk->npk", np.atleast_2d(expression), Be[:, [a, b]])
+    gap = np.linalg.norm(pts[:, 0] - pts[:, 1], axis=-1)
+    return gap - np.linalg.norm(base[0] - base[1])
+
+
+def channels(expression: np.ndarray, names, gap: np.ndarray | None = None) -> np.ndarray:
+    """Raw AU channels (..., 17): mean of each AU's ICT coefficients; AU25 = `gap` (cm) or, without it,
+    jawOpen (the lips part whenever the jaw drops)."""
+    e = np.asarray(expression, np.float64)
+    names = list(names)
+    out = np.zeros(e.shape[:-1] + (len(AU_NAMES),))
+    for k, au in enumerate(AU_NAMES):
+        shapes = MESH_AU_SHAPES[au]
+        if au == "AU25":
+            out[..., k] = gap if gap is not None else e[..., names.index("jawOpen")]
+        else:
+            out[..., k] = e[..., [names.index(s) for s in shapes]].mean(-1)
+    return out
+
+
+def aus_from_expression(expression: np.ndarray, names, gap: np.ndarray | None = None,
+                        baseline: str | np.ndarray = "clip", ramps: dict | None = None) -> np.ndarray:
+    """Fitted expression coefficients (N, E) [+ lip gap (N,) cm] -> AU intensities (N, 17) in [0, 1].
+
+    baseline: "clip" - each channel minus its `BASELINE_PERCENTILE` over the clip (the person's own rest
+                       in this clip; needs a clip that does rest at times);
+              "none" - the coefficients as fitted (identity already holds the face's shape);
+              an array (17,) - a known neutral (e.g. the channels' percentile on a neutral clip)."""
+    ch = channels(expression, names, gap)
+    if isinstance(baseline, str):
+        if baseline == "clip":
+            base = np.percentile(ch, BASELINE_PERCENTILE, axis=0) if ch.ndim > 1 else np.zeros(ch.shape[-1])
+        elif baseline == "none":
+            base = np.zeros(ch.shape[-1])
+        else:
+            raise ValueError(f"unknown baseline {baseline!r}")
+    else:
+        base = np.asarray(baseline, np.float64)
+    rel = ch - base
+    ramps = ramps or MESH_RAMPS
+    lo = np.array([ramps[a][0] for a in AU_NAMES])
+    hi = np.array([ramps[a][1] for a in AU_NAMES])
+    return np.clip((rel - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def calibrate(clips: list[np.ndarray], neutral: list[bool]) -> dict[str, tuple[float, float]]:
+    """MESH_RAMPS from baseline-relative channels [(N, 17)] of labelled clips (lo: neutral clips' mean
+    10th percentile; hi: 99th percentile over all frames, at least lo + 0.2, or + 0.1 cm for AU25)."""
+    ramps = {}
+    for k, au in enumerate(AU_NAMES):
+        lo = float(np.mean([np.percentile(c[:, k], 10) for c, n in zip(clips, neutral) if n]))
+        hi = float(np.percentile(np.concatenate([c[:, k] for c in clips]), 99))
+        span = 0.1 if au == "AU25" else 0.2
+        ramps[au] = (round(lo, 3), round(max(hi, lo + span), 3))
+    return ramps
