@@ -18,12 +18,14 @@ def _args_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", type=Path, help="input video (any format FFmpeg reads)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output CSV (OpenFace-like layout)")
     p.add_argument("--landmarks", action="store_true", help="also write the 478 2D landmarks (x_i, y_i columns)")
+    p.add_argument("--au-source", choices=("blendshapes", "mesh"), default="blendshapes",
+                   help="AUs from MediaPipe's blendshapes (default) or read from an ICT-FaceKit fit of the clip")
 
 
 def _run_analyze(a: argparse.Namespace) -> None:
     from emogs.face.analyze import analyze_video
 
-    analyze_video(a.video, a.output, landmarks=a.landmarks)
+    analyze_video(a.video, a.output, landmarks=a.landmarks, au_source=a.au_source)
 
 
 # --- prepare ---------------------------------------------------------------------------------------

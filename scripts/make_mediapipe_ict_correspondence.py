@@ -294,8 +294,9 @@ def save(path: Path, tri, bary, weight, T, grp, meta: dict) -> None:
 
 
 def picture(path: Path, model: FaceModel, tri, bary, T, ident, expr) -> None:
-    """The fitted ICT face (identity + expression of the registration), the corresponding points (red) and
-    the registered canonical vertices (blue), frontal and at 50 degrees."""
+    """The ICT face at the registration's identity and expression with the correspondence (red) and the
+    registered canonical vertices (blue): frontal, 40 degrees to either side (points on triangles facing away
+    hidden), and the eye and mouth regions enlarged."""
     import cv2
 
     from emogs.io.atomic import atomic_path
@@ -303,37 +304,41 @@ def picture(path: Path, model: FaceModel, tri, bary, T, ident, expr) -> None:
     from emogs.mesh.ict import HEAD_REGIONS
 
     sub = model.submesh(list(HEAD_REGIONS))
-    keep = sub.region_vertices(list(sub.regions))
+    vs = sub.vertices(ident, expr)
     verts_full = model.vertices(ident, expr)
     pts = surface_points(verts_full, model.triangles, tri, bary)
+    tv = verts_full[model.triangles[tri]]
+    nrm = np.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0])
     mp, _, _ = canonical_face_mesh()
     mpt = apply(T, mp.astype(np.float64))
-    size, f = 900, 2600.0
-    K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]])
-    tiles = []
-    for yaw in (0.0, 50.0):
+
+    def view(yaw: float, size: int, f: float, centre, dist: float = 90.0) -> np.ndarray:
         a = np.radians(yaw)
         R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
         w2c = np.diag([1.0, -1.0, -1.0, 1.0])
         w2c[:3, :3] = w2c[:3, :3] @ R
-        w2c[:3, 3] = -w2c[:3, :3] @ np.array([0.0, 0.5, 6.0]) + np.array([0, 0, 90.0])
-        vs = sub.vertices(ident, expr)
+        w2c[:3, 3] = -w2c[:3, :3] @ np.asarray(centre) + np.array([0, 0, dist])
+        K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]])
         img, _ = render_mesh(vs, sub.triangles, K, w2c, size, size)
         im = (img * 255).astype(np.uint8)
         cam = lambda p: p @ w2c[:3, :3].T + w2c[:3, 3]  # noqa: E731
         uv = lambda p: (cam(p) @ K.T)[:, :2] / (cam(p) @ K.T)[:, 2:3]  # noqa: E731
-        nrm_ok = np.ones(len(pts), bool)
-        if yaw:
-            nrm_ok = pts[:, 0] > -3.5  # hide points on the far side
-        im = draw_points(im, uv(mpt[nrm_ok[:468]]), (40, 90, 255), 2)
-        im = draw_points(im, uv(pts[nrm_ok]), (255, 40, 40), 2)
-        tiles.append(im)
-    sheet = np.hstack(tiles)
-    cv2.putText(sheet, "red: MediaPipe landmarks on ICT (correspondence); blue: registered MediaPipe canonical vertices",
-                (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        towards = -cam(pts)  # from the point to the camera, camera frame
+        vis = ((nrm @ w2c[:3, :3].T) * towards).sum(1) > 0
+        im = draw_points(im, uv(mpt[vis[:468]]), (40, 90, 255), 2)
+        return draw_points(im, uv(pts[vis]), (255, 40, 40), 2)
+
+    face_c = np.array([0.0, 0.5, 6.0])
+    top = np.hstack([view(-40, 600, 1500, face_c), view(0, 600, 1500, face_c), view(40, 600, 1500, face_c)])
+    eyes = view(0, 600, 4200, pts[[33, 263]].mean(0), 90)[150:450]
+    mouth = view(0, 600, 4200, pts[[61, 291]].mean(0), 90)[150:450]
+    bottom = np.hstack([eyes, mouth, np.zeros((300, 600, 3), np.uint8)])
+    sheet = np.vstack([top, bottom])
+    for k, txt in enumerate(["red: MediaPipe landmarks on ICT (this table)", "blue: MediaPipe's canonical face, registered",
+                             "(points on faces turned away are hidden)"]):
+        cv2.putText(sheet, txt, (1210, 640 + 30 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     with atomic_path(path) as tmp:
         cv2.imwrite(str(tmp), sheet[..., ::-1])
-    del keep, verts_full
 
 
 def main() -> None:
@@ -343,10 +348,15 @@ def main() -> None:
     ap.add_argument("--refine-clips", nargs="*", type=Path, default=[])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--ict", default=None, help="ICT-FaceKit path (default: found as emogs finds it)")
+    ap.add_argument("--picture-only", action="store_true", help="only draw the PNG of the table at --out")
     a = ap.parse_args()
     model = load_ict(a.ict)
     t0 = time.perf_counter()
-    tri, bary, T, ident, expr, grp, stats = register_canonical(model)
+    tri, bary, T, ident, expr, grp, stats = register_canonical(model, verbose=not a.picture_only)
+    if a.picture_only:
+        c = C.load_correspondence(a.out)
+        picture(a.png, model, c.tri, c.bary, c.mp_to_ict, ident, expr)
+        return
     print(f"registration: {json.dumps(stats)} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     weight = fitting_weights(grp)
     meta = {"registration": stats, "refine_clips": [p.name for p in a.refine_clips]}

@@ -80,17 +80,37 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, total: int | None =
     return out
 
 
+AU_SOURCES = ("blendshapes", "mesh")
+
+
 def analyze_video(video: str | Path, out_csv: str | Path, landmarks: bool = False, progress: bool = True,
-                  max_seconds: float | None = None) -> dict[str, np.ndarray]:
-    """Analyse every frame of `video` at its native fps and write the CSV atomically. Returns the arrays."""
+                  max_seconds: float | None = None, au_source: str = "blendshapes") -> dict[str, np.ndarray]:
+    """Analyse every frame of `video` at its native fps and write the CSV atomically. Returns the arrays.
+
+    au_source: "blendshapes" - AUs from MediaPipe's blendshapes and landmarks (`aus_from_blendshapes`);
+               "mesh" - AUs read from an ICT-FaceKit fit of the clip's tracked frames (`emogs.mesh.aus`;
+               needs the ICT-FaceKit model, docs/mesh.md)."""
     from emogs.io.media import probe, read_frames
 
+    if au_source not in AU_SOURCES:
+        raise InputError(f"--au-source must be one of {', '.join(AU_SOURCES)}, got {au_source!r}")
+    if au_source == "mesh":
+        from emogs.mesh.ict import find_ict
+
+        find_ict()  # InputError naming where to get it, before any work
     video = Path(video)
     info = probe(video)  # InputError for a missing / unreadable file or no video stream
     total = info.num_frames if max_seconds is None else min(info.num_frames, int(round(max_seconds * info.fps)))
     res = analyze_frames(read_frames(video, max_seconds=max_seconds), info.fps, total=total, progress=progress)
     if len(res["success"]) == 0:
         raise InputError(f"{video}: no decodable video frames")
+    ok = res["success"]
+    if au_source == "mesh" and ok.sum() >= 2:
+        from emogs.mesh.aus import aus_from_landmarks
+
+        aus = np.zeros_like(res["aus"])
+        aus[ok], _ = aus_from_landmarks(res["landmarks"][ok], res["blendshapes"][ok], (info.width, info.height))
+        res["aus"] = aus
     write_csv(out_csv, res, landmarks=landmarks)
     if progress:
         print(f"analyze: {int(res['success'].sum())}/{len(res['success'])} frames with a face -> {out_csv}",

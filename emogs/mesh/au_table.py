@@ -66,10 +66,26 @@ AU_DRIVE: dict[str, AUDrive] = {d.au: d for d in AU_DRIVES}
 CO_ACTIVATION: dict[str, tuple[str, ...]] = {"AU26": ("AU25",)}
 
 
+# AU25's analysis channel is the inner-lip gap (cm, `emogs.mesh.aus.lip_gap`), not a coefficient: the gap
+# that mouthLowerDown_L/R = 1 opens on ICT's mean face (measured by tests/test_mesh_au_table.py).
+AU25_GAP_PER_UNIT = 0.56
+
+
+def au_coefficient(au: str, intensity, ramps: dict | None = None):
+    """The value the AU's shapes take at `intensity` in [0, 1]: the inverse of the analysis ramp
+    (`emogs.mesh.aus.MESH_RAMPS`, baseline "none"), so that the analysis reads `intensity` back."""
+    from emogs.mesh.aus import MESH_RAMPS
+
+    lo, hi = (ramps or MESH_RAMPS)[au]
+    x = np.where(np.asarray(intensity) > 0, lo + np.asarray(intensity, np.float64) * (hi - lo), 0.0)
+    return x / AU25_GAP_PER_UNIT if au == "AU25" else x
+
+
 def au_to_expression(aus, names: tuple[str, ...] | list[str], au_names: list[str] | None = None,
-                     clip: bool = True) -> np.ndarray:
-    """AU intensities (..., 17) (or a {AU: intensity} dict) -> ICT expression coefficients (..., E) in the
-    order `names` (e.g. `FaceModel.expression_names`). Contributions add; `clip` keeps them in [0, 1]."""
+                     ramps: dict | None = None, clip: bool = True) -> np.ndarray:
+    """AU intensities (..., A) (or a {AU: intensity} dict) -> ICT expression coefficients (..., E) in the
+    order `names` (e.g. `FaceModel.expression_names`): each AU's shapes (`AU_DRIVES`) at
+    `au_coefficient(AU, intensity)`. Contributions add; `clip` keeps them in [0, 1]."""
     from emogs.face.aus import AU_NAMES
 
     au_names = list(au_names or AU_NAMES)
@@ -78,14 +94,14 @@ def au_to_expression(aus, names: tuple[str, ...] | list[str], au_names: list[str
         for k, x in aus.items():
             v[au_names.index(k)] = x
         aus = v
-    a = np.asarray(aus, np.float32)
-    M = drive_matrix(names, au_names)  # (17, E)
-    out = a @ M
-    return np.clip(out, 0.0, 1.0) if clip else out
+    a = np.asarray(aus, np.float64)
+    coef = np.stack([au_coefficient(au, a[..., i], ramps) for i, au in enumerate(au_names)], -1)  # (..., A)
+    out = coef @ drive_matrix(names, au_names)
+    return (np.clip(out, 0.0, 1.0) if clip else out).astype(np.float32)
 
 
 def drive_matrix(names, au_names: list[str] | None = None) -> np.ndarray:
-    """(A, E) matrix: row a = the coefficients AU a drives at intensity 1."""
+    """(A, E) matrix: row a = the pattern of coefficients AU a drives (weights of `AU_DRIVES`)."""
     from emogs.face.aus import AU_NAMES
 
     au_names = list(au_names or AU_NAMES)

@@ -92,6 +92,20 @@ def aus_from_expression(expression: np.ndarray, names, gap: np.ndarray | None = 
     return np.clip((rel - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
+def aus_from_landmarks(landmarks: np.ndarray, blendshapes: np.ndarray, size, tracked: np.ndarray | None = None,
+                       K: np.ndarray | None = None, baseline: str | np.ndarray = "none"):
+    """Fit ICT-FaceKit to a clip's MediaPipe tracks and read its AUs: landmarks (N, 478, 2+) px of an image
+    of `size` (S or (width, height)), blendshapes (N, 52) -> (AUs (N, 17), the `MeshFit`)."""
+    from emogs.mesh.correspondence import load_correspondence
+    from emogs.mesh.fit import fit_landmarks
+    from emogs.mesh.ict import load_ict
+
+    model, corr = load_ict(), load_correspondence()
+    fit = fit_landmarks(model, corr, landmarks, size, blendshapes, tracked, K)
+    gap = lip_gap(model, corr, fit.identity, fit.expression)
+    return aus_from_expression(fit.expression, fit.expression_names, gap, baseline), fit
+
+
 def calibrate(clips: list[np.ndarray], neutral: list[bool]) -> dict[str, tuple[float, float]]:
     """MESH_RAMPS from baseline-relative channels [(N, 17)] of labelled clips (lo: neutral clips' mean
     10th percentile; hi: 99th percentile over all frames, at least lo + 0.2, or + 0.1 cm for AU25)."""

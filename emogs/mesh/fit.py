@@ -52,7 +52,7 @@ class FitConfig:
     w_smooth_trans: float = 200.0   # per cm^2
     w_focal: float = 100.0
     fit_focal: bool = True          # choose the focal length (see fit_landmarks); else keep the given K
-    focal_grid: tuple[float, ...] = (0.6, 0.8, 1.0, 1.25, 1.6, 2.0, 2.6)  # factors of the prior focal length
+    focal_grid: tuple[float, ...] = (0.6, 0.8, 1.0, 1.25, 1.6, 2.0, 2.6, 3.4, 4.5)  # factors of the prior focal
     focal_frames: int = 48
     focal_rounds: int = 3
     rest_percentile: float = 5.0
@@ -157,11 +157,12 @@ def _affine_init(l2d: np.ndarray, X: np.ndarray, f: float, c: np.ndarray) -> tup
     return R, T
 
 
-def fit_landmarks(model: FaceModel, corr: Correspondence, landmarks: np.ndarray, size: int,
+def fit_landmarks(model: FaceModel, corr: Correspondence, landmarks: np.ndarray, size: int | tuple[int, int],
                   blendshapes: np.ndarray | None = None, tracked: np.ndarray | None = None,
                   K: np.ndarray | None = None, cfg: FitConfig | None = None, identity: np.ndarray | None = None,
                   progress=None) -> MeshFit:
-    """Fit a clip: landmarks (N, 478, 2+) in pixels of an S x S image (S = `size`), MediaPipe blendshapes
+    """Fit a clip: landmarks (N, 478, 2+) in pixels of an S x S image (`size` = S, or (width, height); the
+    principal point is the image centre), MediaPipe blendshapes
     (N, 52) as the expression prior, `tracked` (N,) (False = interpolated landmarks, down-weighted),
     K (3, 3) the prior intrinsics (default MediaPipe's 63 degree camera). `identity` (I,): keep this
     identity fixed instead of fitting it (e.g. shared over several clips of one person).
@@ -176,7 +177,9 @@ def fit_landmarks(model: FaceModel, corr: Correspondence, landmarks: np.ndarray,
     t0 = time.perf_counter()
     lm = np.asarray(landmarks, np.float64)[..., :2]
     n = len(lm)
-    f0 = 0.5 * size / math.tan(math.radians(63.0) / 2) if K is None else float(np.asarray(K)[0, 0])
+    width, height = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    size = (width, height)
+    f0 = 0.5 * height / math.tan(math.radians(63.0) / 2) if K is None else float(np.asarray(K)[0, 0])
     f = f0
     search = []
     if cfg.fit_focal and n >= 2:
@@ -218,8 +221,9 @@ def _fit(model, corr, lm, size, prior_np, tracked, f_init, f0, cfg, identity=Non
     n, P = lm.shape[:2]
     if P != len(corr.tri):
         raise ValueError(f"expected (N, {len(corr.tri)}, 2) landmarks, got {lm.shape}")
-    scale = 512.0 / size  # image px -> 512-px units
-    c = np.array([size / 2, size / 2])
+    width, height = size
+    scale = 512.0 / max(width, height)  # image px -> units of a 512 px image
+    c = np.array([width / 2, height / 2])
     P0, Bi, Be = corr.basis(model)
     I, E = len(Bi), len(Be)
     P0t = torch.as_tensor(P0, dtype=dt)
@@ -467,7 +471,7 @@ def _fit(model, corr, lm, size, prior_np, tracked, f_init, f0, cfg, identity=Non
         err_med = err[:, use].median(-1).values.numpy()
         objective = float(frame_objective(torch.arange(n), R, T, e, cfg.robust_px).sum()) / n
         objective += cfg.w_identity * float((alpha ** 2).sum()) + cfg.w_focal * math.log(f_init / f0) ** 2
-    Kf = np.array([[f_init, 0, size / 2], [0, f_init, size / 2], [0, 0, 1]])
+    Kf = np.array([[f_init, 0, width / 2], [0, f_init, height / 2], [0, 0, 1]])
     return MeshFit(alpha.numpy().astype(np.float32), e.numpy().astype(np.float32), R.numpy().astype(np.float64),
                    T.numpy().astype(np.float64), Kf, err_med.astype(np.float32), model.expression_names,
                    time.perf_counter() - t_start, asdict(cfg), objective)
