@@ -124,7 +124,28 @@ def table_neutral(ests: dict) -> str:
     return "\n".join(lines)
 
 
-def other_clips(model, corr, prep: Path, cache: Path | None, ramps=None) -> str:
+def au04_picture(path: Path, video: Path, au04: np.ndarray) -> None:
+    """The 3 frames with the lowest and the 3 with the highest mesh AU04 (top / bottom row), around the brows."""
+    import cv2
+
+    from emogs.io.atomic import atomic_path
+    from emogs.io.media import read_frames
+
+    order = np.argsort(au04, kind="stable")
+    pick = list(order[:3]) + list(order[-3:])
+    got = {}
+    for i, rgb in enumerate(read_frames(video)):
+        if i in pick:
+            got[i] = rgb[100:300, 130:380].copy()
+            cv2.putText(got[i], f"#{i} AU04 {au04[i]:.2f}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+        if len(got) == len(pick):
+            break
+    sheet = np.vstack([np.hstack([got[i] for i in pick[:3]]), np.hstack([got[i] for i in pick[3:]])])
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), sheet[..., ::-1])
+
+
+def other_clips(model, corr, prep: Path, cache: Path | None, ramps=None, png: Path | None = None) -> str:
     """macron AU04 and a smiling presenter's brows, both estimators."""
     from emogs.mesh.aus import aus_from_expression, lip_gap
     from emogs.mesh.fit import fit_landmarks
@@ -135,6 +156,8 @@ def other_clips(model, corr, prep: Path, cache: Path | None, ramps=None) -> str:
     a_mesh = aus_from_expression(fit.expression, fit.expression_names,
                                  lip_gap(model, corr, fit.identity, fit.expression), baseline="none", ramps=ramps)
     rows.append(("macron_50s (prepared, 1259 frames)", t["aus"], a_mesh))
+    if png is not None:
+        au04_picture(png, prep / "macron_50s" / "frames.mp4", a_mesh[:, AU_INDEX["AU04"]])
     tr = track(SHARED / "pretrain" / "noaudio" / "smiling_woman_edtalk_13s.mp4", cache)
     c = fit_clip(tr, model, corr)
     a_mesh = aus_from_expression(c["expression"], c["names"], c["gap"], baseline="none", ramps=ramps)
@@ -181,7 +204,9 @@ def main() -> None:
     ests = estimates(clips)
     checks, score = table_checks(ests)
     sections = {"MESH_MEANS": table_means(ests["mesh"], clips), "MESH_CHECKS": checks,
-                "MESH_NEUTRAL": table_neutral(ests), "MESH_OTHER": other_clips(model, corr, a.prep, a.cache)}
+                "MESH_NEUTRAL": table_neutral(ests),
+                "MESH_OTHER": other_clips(model, corr, a.prep, a.cache, png=ROOT / "docs" / "mesh" / "macron_au04.png"
+                                          if a.write_docs else None)}
     for k, v in sections.items():
         print(f"\n## {k}\n{v}")
     if a.write_docs:

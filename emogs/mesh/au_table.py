@@ -5,8 +5,8 @@ AUs from fitted coefficients through the same names): each AU drives the ARKit-n
 reads, on both sides (AU intensities are bilateral). Muscles and appearance changes from FACS: P. Ekman,
 W. V. Friesen, J. C. Hager, *Facial Action Coding System: The Manual* (2002). docs/mesh.md has the table
 with the reasons; `tests/test_mesh_au_table.py` checks the round trip table -> coefficients -> analysis ->
-the same AU (and no other AU above a small threshold, except AU25 with AU26: FACS codes a jaw drop with
-parted lips as 25+26, and ICT's jawOpen parts the lips).
+the same AU (and no other AU above a small threshold, except AU25 with AU26 either way: FACS codes a jaw drop
+with parted lips as 25+26, ICT's jawOpen parts the lips, and a wide lip parting needs the jaw).
 """
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ AU_DRIVES: list[AUDrive] = [
             "tightens and narrows the lips; ARKit has no separate AU23 / AU24 (lip pressor) shape"),
     AUDrive("AU25", "lips part", "depressor labii inferioris, or relaxation of mentalis / orbicularis oris",
             {"mouthLowerDown_L": 1.0, "mouthLowerDown_R": 1.0},
-            "the lips part without the jaw dropping: the lower lip is drawn down (the analysis reads the lip gap)"),
+            "the lower lip is drawn down; a wider parting than it gives (0.675 cm) adds jawOpen (the analysis "
+            "reads the lip opening)"),
     AUDrive("AU26", "jaw drop", "masseter relaxed; temporalis, internal pterygoid relaxed", {"jawOpen": 1.0},
             "the mandible lowers; ICT's jawOpen also parts the lips (FACS 25+26)"),
     AUDrive("AU45", "blink", "relaxation of levator palpebrae superioris; orbicularis oculi, pars palpebralis",
@@ -63,22 +64,25 @@ AU_DRIVES: list[AUDrive] = [
 ]
 AU_DRIVE: dict[str, AUDrive] = {d.au: d for d in AU_DRIVES}
 # AUs that a drive is expected to raise besides its own (anatomical co-occurrence)
-CO_ACTIVATION: dict[str, tuple[str, ...]] = {"AU26": ("AU25",)}
+CO_ACTIVATION: dict[str, tuple[str, ...]] = {"AU26": ("AU25",), "AU25": ("AU26",)}
 
 
-# AU25's analysis channel is the inner-lip gap (cm, `emogs.mesh.aus.lip_gap`), not a coefficient: the gap
-# that mouthLowerDown_L/R = 1 opens on ICT's mean face (measured by tests/test_mesh_au_table.py).
-AU25_GAP_PER_UNIT = 0.56
+# AU25's analysis channel is the vertical inner-lip opening (cm, `emogs.mesh.aus.lip_gap`), not a
+# coefficient. On ICT's mean face mouthLowerDown_L/R = 1 opens the lips 0.675 cm and jawOpen 3.26 cm per
+# unit (both linear; measured by tests/test_mesh_au_table.py): AU25 uses the lower lip first and the jaw
+# beyond its reach (then AU26 co-activates: FACS codes a wide lip parting as 25+26).
+AU25_GAP_LOWER_LIP = 0.675
+AU25_GAP_PER_JAW = 3.26
 
 
 def au_coefficient(au: str, intensity, ramps: dict | None = None):
-    """The value the AU's shapes take at `intensity` in [0, 1]: the inverse of the analysis ramp
-    (`emogs.mesh.aus.MESH_RAMPS`, baseline "none"), so that the analysis reads `intensity` back."""
+    """The value the AU's analysis channel must take at `intensity` in [0, 1]: the inverse of the analysis
+    ramp (`emogs.mesh.aus.MESH_RAMPS`, baseline "none"), so that the analysis reads `intensity` back. A
+    coefficient value, or for AU25 the lip opening in cm."""
     from emogs.mesh.aus import MESH_RAMPS
 
     lo, hi = (ramps or MESH_RAMPS)[au]
-    x = np.where(np.asarray(intensity) > 0, lo + np.asarray(intensity, np.float64) * (hi - lo), 0.0)
-    return x / AU25_GAP_PER_UNIT if au == "AU25" else x
+    return np.where(np.asarray(intensity) > 0, lo + np.asarray(intensity, np.float64) * (hi - lo), 0.0)
 
 
 def au_to_expression(aus, names: tuple[str, ...] | list[str], au_names: list[str] | None = None,
@@ -96,7 +100,15 @@ def au_to_expression(aus, names: tuple[str, ...] | list[str], au_names: list[str
         aus = v
     a = np.asarray(aus, np.float64)
     coef = np.stack([au_coefficient(au, a[..., i], ramps) for i, au in enumerate(au_names)], -1)  # (..., A)
+    jaw = np.zeros(a.shape[:-1])
+    if "AU25" in au_names:  # a lip opening in cm: the lower lip first, the jaw beyond it
+        k = au_names.index("AU25")
+        gap = coef[..., k].copy()
+        coef[..., k] = np.minimum(1.0, gap / AU25_GAP_LOWER_LIP)
+        jaw = np.maximum(0.0, gap - AU25_GAP_LOWER_LIP) / AU25_GAP_PER_JAW
     out = coef @ drive_matrix(names, au_names)
+    if "jawOpen" in names:
+        out[..., list(names).index("jawOpen")] += jaw
     return (np.clip(out, 0.0, 1.0) if clip else out).astype(np.float32)
 
 

@@ -5,8 +5,8 @@ The fit separates the face's shape (identity coefficients, shared by the clip) f
 the ICT coefficients with the names `emogs.face.aus.AU_TABLE` reads from MediaPipe (L/R averaged; ICT
 spells `mouthSmileLeft` as `mouthSmile_L`), except where the fitted geometry is the better evidence:
 AU06 is ICT's cheekSquint alone (MediaPipe's estimator adds eyeSquint, which is AU07), AU09 is noseSneer
-(ICT's shape does move the nose wings), AU25 is the inner-lip gap of the fitted mesh (landmarks 13 and 14
-on the surface) relative to the same identity's closed-mouth gap, in cm.
+(ICT's shape does move the nose wings), AU25 is the vertical inner-lip opening of the fitted mesh (landmarks
+13 and 14 on the surface) beyond the same identity's closed mouth, in cm.
 
 Each channel is taken relative to a neutral reference (`baseline`) and passed through a measured ramp
 `clip((x - lo) / (hi - lo), 0, 1)` (`MESH_RAMPS`, calibrated on the MEAD clips by
@@ -37,19 +37,24 @@ LIP_LANDMARKS = (13, 14)  # MediaPipe inner-lip midpoints (upper, lower)
 # (lo, hi) per AU channel, on baseline-relative values (coefficients, or cm for AU25); measured by
 # `python scripts/mesh_au_table.py --calibrate` on the 16 MEAD clips (lo: mean over the two neutral clips
 # of their 10th percentile; hi: 99th percentile of all frames; minimum span 0.2 (0.1 cm for AU25)).
-MESH_RAMPS: dict[str, tuple[float, float]] = {au: (0.0, 0.5) for au in AU_NAMES}
-MESH_RAMPS["AU25"] = (0.0, 1.0)
+MESH_RAMPS: dict[str, tuple[float, float]] = {
+    "AU01": (0.073, 0.699), "AU02": (0.293, 0.791), "AU04": (0.0, 0.412), "AU05": (0.035, 0.573),
+    "AU06": (0.0, 0.228), "AU07": (0.0, 0.28), "AU09": (0.016, 0.328), "AU10": (0.003, 0.465),
+    "AU12": (0.015, 0.744), "AU14": (0.032, 0.279), "AU15": (0.007, 0.337), "AU17": (0.016, 0.554),
+    "AU20": (0.009, 0.642), "AU23": (0.005, 0.33), "AU25": (0.13, 3.006), "AU26": (0.0, 0.538),
+    "AU45": (0.015, 0.4)}
 BASELINE_PERCENTILE = 5.0
 
 
 def lip_gap(model, corr, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
-    """Inner-lip gap (N,) in cm of the fitted mesh minus the same identity's gap at zero expression."""
+    """Vertical inner-lip opening (N,) in cm: landmark 13's height above landmark 14 in the model frame,
+    minus the same for the identity at zero expression (closed lips). The vertical component, because the
+    two inner-lip points also differ in depth (upper lip ahead of the lower), which is no opening."""
     P0, Bi, Be = corr.basis(model)
     a, b = LIP_LANDMARKS
     base = P0[[a, b]] + np.einsum("i,ipk->pk", identity, Bi[:, [a, b]])  # (2, 3)
     pts = base[None] + np.einsum("nj,jpk->npk", np.atleast_2d(expression), Be[:, [a, b]])
-    gap = np.linalg.norm(pts[:, 0] - pts[:, 1], axis=-1)
-    return gap - np.linalg.norm(base[0] - base[1])
+    return (pts[:, 0, 1] - pts[:, 1, 1]) - (base[0, 1] - base[1, 1])
 
 
 def channels(expression: np.ndarray, names, gap: np.ndarray | None = None) -> np.ndarray:
