@@ -37,8 +37,14 @@ def mesh_wanted(mode: str) -> tuple[bool, str]:
     return True, ""
 
 
-def run_mesh(root: Path, size: int, mode: str, log: Callable[[str], None] | None = None) -> dict:
-    """Fit the clip in `root/tracks.npz`, write `root/mesh.npz`; returns the stage facts."""
+class Cancelled(Exception):
+    """The prepare run was abandoned while the mesh stage ran (another stage failed)."""
+
+
+def run_mesh(root: Path, size: int, mode: str, log: Callable[[str], None] | None = None,
+             cancelled: Callable[[], bool] = lambda: False) -> dict:
+    """Fit the clip in `root/tracks.npz`, write `root/mesh.npz`; returns the stage facts. `cancelled()` is
+    polled between fitting steps: when it turns true the stage stops (raises `Cancelled`) and writes nothing."""
     import torch
 
     from emogs.data.progress import Progress
@@ -63,7 +69,13 @@ def run_mesh(root: Path, size: int, mode: str, log: Callable[[str], None] | None
             lm, bs, tracked, K = z["landmarks"], z["blendshapes"], z["tracked"], z["K"]
         cfg = FitConfig()
         prog = Progress("mesh", cfg.rounds, unit="rounds")
-        fit = fit_landmarks(model, corr, lm, size, bs, tracked, K, cfg, progress=lambda k, n: prog(k))
+
+        def step(k: int, n: int) -> None:
+            if cancelled():
+                raise Cancelled("mesh stage stopped: the prepare run was abandoned")
+            prog(k)
+
+        fit = fit_landmarks(model, corr, lm, size, bs, tracked, K, cfg, progress=step)
         prog.close()
         err = reprojection_errors(model, corr, fit, lm)[:, corr.weight > 0]
         gap = lip_gap(model, corr, fit.identity, fit.expression)

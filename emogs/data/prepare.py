@@ -314,7 +314,7 @@ def stage_mesh(ctx: Ctx) -> dict:
     and --mesh is auto). emogs/data/meshstage.py."""
     from emogs.data.meshstage import run_mesh
 
-    return run_mesh(ctx.out, ctx.cfg.size, ctx.cfg.mesh)
+    return run_mesh(ctx.out, ctx.cfg.size, ctx.cfg.mesh, cancelled=ctx.cancel.is_set)
 
 
 def load_tracks(root: Path) -> dict[str, np.ndarray]:

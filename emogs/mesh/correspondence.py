@@ -7,7 +7,8 @@ The table is computed once by `scripts/make_mediapipe_ict_correspondence.py` and
   tri (478,) int, bary (478, 3) f32, weight (478,) f32 (fitting weight; 0 = not used),
   mp_to_ict (4, 4) the similarity (scale * rotation, translation) from MediaPipe's canonical face frame
   to the ICT model frame (both cm, x right, y up, z to the viewer), version (int), plus the groups the
-  script used (`group` (478,) int, `group_names`).
+  script used (`group` (478,) int, `group_names`) and `meta` (JSON: registration residuals, the refinement
+  clips and the refinement's progress).
 """
 from __future__ import annotations
 

@@ -22,8 +22,10 @@ Objective (residuals r in pixels rescaled to a 512 px image, so weights do not d
 w_i: the correspondence's landmark weights; c_t: 1 for tracked frames, `untracked_weight` for frames whose
 landmarks were interpolated. Solver: per-frame Levenberg-Marquardt on (rotation, translation, expression)
 with the neighbours' values held (Jacobi) for the temporal terms, an active set for the [0, 1] bounds and
-robust weights re-computed each step (IRLS), alternating with Gauss-Newton steps on (identity, log focal)
-over a subset of frames; the robust scale anneals from `robust_start_px` to `robust_px`.
+robust weights re-computed each step (IRLS), alternating with joint Gauss-Newton steps on the identity and
+all poses (poses eliminated by their Schur complement); the robust scale anneals from `robust_start_px` to
+`robust_px`. The focal length is chosen by a search on a subset of frames (`fit_landmarks`). docs/mesh.md
+has the measurements behind these choices.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from emogs.mesh.ict import FaceModel, mediapipe_name
 
 @dataclass
 class FitConfig:
-    rounds: int = 4                 # alternations of (per-frame LM steps, one identity/focal step)
+    rounds: int = 4                 # alternations of (per-frame LM steps, one joint identity + pose step)
     frame_steps: int = 1            # LM steps per frame per round
     final_steps: int = 2            # extra per-frame steps at the end
     robust_px: float = 3.0          # Geman-McClure scale at the end (px at 512)
@@ -165,7 +167,8 @@ def fit_landmarks(model: FaceModel, corr: Correspondence, landmarks: np.ndarray,
     principal point is the image centre), MediaPipe blendshapes
     (N, 52) as the expression prior, `tracked` (N,) (False = interpolated landmarks, down-weighted),
     K (3, 3) the prior intrinsics (default MediaPipe's 63 degree camera). `identity` (I,): keep this
-    identity fixed instead of fitting it (e.g. shared over several clips of one person).
+    identity fixed instead of fitting it (e.g. shared over several clips of one person). `progress(done,
+    rounds)` is called after each focal candidate (done = 0) and each round; an exception it raises stops the fit.
 
     The focal length (`cfg.fit_focal`) is chosen first: the clip's objective (robust data term plus all
     priors, the focal prior included) is evaluated on `cfg.focal_frames` evenly spaced frames for the
@@ -192,6 +195,8 @@ def fit_landmarks(model: FaceModel, corr: Correspondence, landmarks: np.ndarray,
         for g in cfg.focal_grid:
             r = _fit(model, corr, lm[sub], size, prior_sub, None, f0 * g, f0, scfg, identity)
             search.append((math.log(g), r.objective))
+            if progress:
+                progress(0, cfg.rounds)
         x = np.array([a for a, _ in search])
         y = np.array([b for _, b in search])
         k = int(np.argmin(y))
