@@ -67,3 +67,28 @@ def test_missing_model(may_dataset: Path, shared_data: Path, tmp_path: Path, mon
     assert not (tmp_path / "new" / "tracks.npz").exists()
     with pytest.raises(InputError, match="--mesh"):
         PrepareConfig(mesh="yes").validate()
+
+
+def test_dataset_from_before_the_mesh_stage_gains_it(may_dataset: Path, shared_data: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    """A dataset whose state has no `mesh` setting and no mesh stage (made before the stage existed) is resumed:
+    only the mesh and report stages run, no --force needed."""
+    _ict_or_skip(shared_data)
+    import emogs.data.prepare as P
+    from emogs.io.atomic import read_json, write_json
+
+    root = tmp_path / "old"
+    shutil.copytree(may_dataset, root)
+    st = read_json(root / ".prepare" / "state.json")
+    st["config"].pop("mesh")
+    st["stages"].pop("mesh")
+    write_json(root / ".prepare" / "state.json", st)
+    (root / "mesh.npz").unlink()
+    calls: list[str] = []
+    real = dict(P.STAGE_FUNCS)
+    for name in real:
+        monkeypatch.setitem(P.STAGE_FUNCS, name, (lambda n: lambda ctx: (calls.append(n), real[n](ctx))[1])(name))
+    P.prepare(shared_data / "video" / "may_5s.mp4", root, P.PrepareConfig(size=128, whisper=False, max_seconds=4),
+              log=lambda s: None)
+    assert sorted(calls) == ["mesh", "report"] and (root / "mesh.npz").is_file()
+    assert json.loads((root / "manifest.json").read_text())["mesh"]["file"] == "mesh.npz"
