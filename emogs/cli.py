@@ -21,12 +21,14 @@ def _args_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output CSV (OpenFace-like layout)")
     p.add_argument("--landmarks", action="store_true", help="also write the 478 2D landmarks (x_i, y_i columns)")
     p.add_argument("--force", action="store_true", help="replace an existing output CSV")
+    p.add_argument("--au-source", choices=("blendshapes", "mesh"), default="blendshapes",
+                   help="AUs from MediaPipe's blendshapes (default) or read from an ICT-FaceKit fit of the clip")
 
 
 def _run_analyze(a: argparse.Namespace) -> None:
     from emogs.face.analyze import analyze_video
 
-    analyze_video(a.video, a.output, landmarks=a.landmarks, overwrite=a.force)
+    analyze_video(a.video, a.output, landmarks=a.landmarks, overwrite=a.force, au_source=a.au_source)
 
 
 # --- prepare ---------------------------------------------------------------------------------------
@@ -41,6 +43,8 @@ def _args_prepare(p: argparse.ArgumentParser) -> None:
                    help=f"last fraction of frames held out (default {d.test_fraction}, at least {d.min_test_seconds:g} s)")
     p.add_argument("--no-whisper", action="store_true", help="skip Whisper features (log-mel only)")
     p.add_argument("--max-seconds", type=float, default=None, help="use only the first N seconds")
+    p.add_argument("--mesh", choices=("auto", "on", "off"), default="auto",
+                   help="fit the ICT-FaceKit face mesh (mesh.npz); auto = when the model is found (default)")
     p.add_argument("--force", action="store_true", help="redo finished stages")
 
 
@@ -48,7 +52,7 @@ def _run_prepare(a: argparse.Namespace) -> None:
     from emogs.data.prepare import PrepareConfig, prepare
 
     cfg = PrepareConfig(size=a.size, test_fraction=a.test_fraction, whisper=not a.no_whisper,
-                        max_seconds=a.max_seconds)
+                        max_seconds=a.max_seconds, mesh=a.mesh)
     prepare(a.video, a.output, cfg, force=a.force)
 
 

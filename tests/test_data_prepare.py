@@ -139,9 +139,9 @@ def test_256px_input_and_resume(shared_data: Path, tmp_path: Path, monkeypatch) 
     with pytest.raises(KeyboardInterrupt):
         _prepare(video, out)
     assert not (out / "manifest.json").exists()
-    first = set(calls)  # split (main thread) may have run before the masks failure was seen
-    assert {"track", "tracks", "audio", "features", "frames"} <= first <= {"track", "tracks", "audio", "features",
-                                                                           "frames", "split"}
+    first = set(calls)  # split (main thread) may have run before the masks failure was seen; mesh runs beside
+    assert {"track", "tracks", "audio", "features", "frames"} <= first <= {"track", "tracks", "mesh", "audio",
+                                                                           "features", "frames", "split"}
     assert not (out / "labels.mkv").exists()
     with pytest.raises(InputError, match="manifest.json is missing"):
         from emogs.data.dataset import load_manifest
@@ -152,7 +152,7 @@ def test_256px_input_and_resume(shared_data: Path, tmp_path: Path, monkeypatch) 
     calls.clear()
     monkeypatch.setitem(P.STAGE_FUNCS, "masks", counting("masks"))
     _prepare(video, out)
-    assert sorted(calls) == sorted(["masks", "report"] + [s for s in ["split"] if s not in first])
+    assert sorted(calls) == sorted(["masks", "report"] + [s for s in ["split", "mesh"] if s not in first])
     assert (out / "frames.mp4").stat().st_mtime_ns == frames_mtime
     m = json.loads((out / "manifest.json").read_text())
     assert m["size"] == 512 and m["crop"]["side"] == 256 and m["features"]["whisper"] is None

@@ -28,12 +28,14 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 MIN_SECONDS = 2.0
 PAD_WARN_SECONDS = 0.2  # audio shorter than the video by more than this is padded with a warning
 STATE_DIR = ".prepare"
-STAGES = ["track", "tracks", "audio", "features", "masks", "frames", "split", "report"]
-DEPENDS = {"track": [], "tracks": ["track"], "audio": ["track"], "features": ["audio"], "frames": ["tracks"],
-           "masks": ["tracks"], "split": ["track"], "report": ["tracks", "frames", "masks", "split"]}
-# Stages run in worker threads, overlapping the frames stage (the H.264 encoder, OpenCV and CTranslate2
-# work outside the GIL): features (Whisper) and masks (which crops the source itself, not frames.mp4).
-BACKGROUND = {"features", "masks"}
+STAGES = ["track", "tracks", "mesh", "audio", "features", "masks", "frames", "split", "report"]
+DEPENDS = {"track": [], "tracks": ["track"], "mesh": ["tracks"], "audio": ["track"], "features": ["audio"],
+           "frames": ["tracks"], "masks": ["tracks"], "split": ["track"],
+           "report": ["tracks", "mesh", "frames", "masks", "split"]}
+# Stages run in worker threads, overlapping the frames stage (the H.264 encoder, OpenCV, CTranslate2 and
+# PyTorch work outside the GIL): features (Whisper), masks (which crops the source itself, not frames.mp4)
+# and mesh (the ICT-FaceKit fit).
+BACKGROUND = {"features", "masks", "mesh"}
 X264_PRESET = "veryfast"  # frames.mp4: with crf 16 as good as medium at crf 18 (PSNR), ~2.5x less CPU
 
 
@@ -56,6 +58,7 @@ class PrepareConfig:
     max_multi_face_fraction: float = 0.1
     crf: int = 16                    # H.264 quality of frames.mp4 (libx264 CRF, preset X264_PRESET)
     mask_work_size: int = 256        # masks are computed at this resolution
+    mesh: str = "auto"               # ICT-FaceKit fit (mesh.npz): "on", "off", "auto" (when the model is found)
 
     def validate(self) -> None:
         if self.size < 64 or self.size % 2:
@@ -64,6 +67,8 @@ class PrepareConfig:
             raise InputError(f"--test-fraction must be in (0, 0.5), got {self.test_fraction}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise InputError(f"--max-seconds must be positive, got {self.max_seconds}")
+        if self.mesh not in ("auto", "on", "off"):
+            raise InputError(f"--mesh must be on, off or auto, got {self.mesh!r}")
 
 
 # --- stage state -------------------------------------------------------------------------------------
@@ -81,8 +86,10 @@ class StageState:
         if old.get("source_sha256") != self.data["source_sha256"]:
             raise InputError(f"{self.root}: holds a dataset of another video; use --force to replace it "
                              "or choose another output folder")
-        if old.get("config") != self.data["config"]:
-            changed = sorted(k for k in self.data["config"] if old.get("config", {}).get(k) != self.data["config"][k])
+        # settings added after a dataset was made count as their defaults
+        old_cfg = {**asdict(PrepareConfig()), **old.get("config", {})}
+        if old_cfg != self.data["config"]:
+            changed = sorted(k for k in self.data["config"] if old_cfg.get(k) != self.data["config"][k])
             raise InputError(f"{self.root}: was prepared with other settings ({', '.join(changed)}); "
                              "use --force to redo it")
         self.data["stages"] = old.get("stages", {})
@@ -179,6 +186,10 @@ def prepare(video: str | Path, out_dir: str | Path, cfg: PrepareConfig | None = 
     cfg.validate()
     info = validate_input(video, cfg)  # inputs first, then the output, all before any long work
     check_output_dir(out, video)
+    if cfg.mesh == "on":
+        from emogs.data.meshstage import mesh_wanted
+
+        mesh_wanted(cfg.mesh)  # InputError naming where to get ICT-FaceKit, before any work
     sha = sha256_file(video)
     state = StageState(out, sha, cfg)
     state.load_or_reset(force)
@@ -299,6 +310,14 @@ def stage_tracks(ctx: Ctx) -> dict:
     return {"crop": crop}
 
 
+def stage_mesh(ctx: Ctx) -> dict:
+    """ICT-FaceKit fit to the tracks -> mesh.npz (skipped, with the reason, when the model is not found
+    and --mesh is auto). emogs/data/meshstage.py."""
+    from emogs.data.meshstage import run_mesh
+
+    return run_mesh(ctx.out, ctx.cfg.size, ctx.cfg.mesh, cancelled=ctx.cancel.is_set)
+
+
 def load_tracks(root: Path) -> dict[str, np.ndarray]:
     with np.load(root / "tracks.npz") as z:
         return {k: z[k] for k in z.files}
@@ -415,8 +434,10 @@ def stage_split(ctx: Ctx) -> dict:
 
 
 def stage_report(ctx: Ctx) -> dict:
-    """report/contact_sheet.png and report/au_tracks.png."""
+    """report/contact_sheet.png and report/au_tracks.png; with a mesh fit, the fitted mesh beside each
+    contact-sheet frame and report/mesh_overlay.mp4."""
     from emogs.data.maskstage import read_keyframes
+    from emogs.data.meshstage import load_mesh, overlay_frames, overlay_video
     from emogs.data.report import au_plot, contact_sheet
     from emogs.face.aus import AU_NAMES
 
@@ -427,14 +448,20 @@ def stage_report(ctx: Ctx) -> dict:
     slots = {i: k for k, i in enumerate(idx)}
     frames = list(read_keyframes(ctx.out / "frames.mp4", slots, ctx.cfg.size))
     labels = list(read_keyframes(ctx.out / "labels.mkv", slots, ctx.cfg.size, gray=True))
-    contact_sheet(ctx.out / "report" / "contact_sheet.png", frames, labels, [tr["landmarks"][i] for i in idx], idx)
+    mesh = load_mesh(ctx.out)
+    beside = None if mesh is None else list(overlay_frames(frames, mesh, idx))
+    contact_sheet(ctx.out / "report" / "contact_sheet.png", frames, labels, [tr["landmarks"][i] for i in idx], idx,
+                  beside=beside)
+    (ctx.out / "report" / "mesh_overlay.mp4").unlink(missing_ok=True)
+    if mesh is not None:
+        overlay_video(ctx.out, mesh)
     test_start = ctx.state.data["stages"]["split"]["splits"]["test"][0]
     au_plot(ctx.out / "report" / "au_tracks.png", tr["aus"], AU_NAMES, tr["tracked"], test_start)
     return {}
 
 
 STAGE_FUNCS: dict[str, Callable[[Ctx], dict | None]] = {
-    "track": stage_track, "tracks": stage_tracks, "frames": stage_frames, "audio": stage_audio,
+    "track": stage_track, "tracks": stage_tracks, "mesh": stage_mesh, "frames": stage_frames, "audio": stage_audio,
     "masks": stage_masks, "features": stage_features, "split": stage_split, "report": stage_report,
 }
 
@@ -492,6 +519,8 @@ def write_manifest(ctx: Ctx) -> None:
         "crop": st["tracks"]["crop"],
         "tracking": {"untracked_frames": st["track"]["untracked_frames"], "gaps": st["track"]["gaps"]},
         "masks": {k: v for k, v in st["masks"].items() if k not in ("seconds", "background")},
+        "mesh": None if "skipped" in st["mesh"] else {k: v for k, v in st["mesh"].items()
+                                                      if k not in ("seconds", "background")},
         "tool_versions": tool_versions(),
         "prepare_config": asdict(cfg),
         "stages": {k: v["seconds"] for k, v in st.items()},

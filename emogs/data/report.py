@@ -30,15 +30,22 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, landmarks: np.ndarray | None, a
 
 
 def contact_sheet(path: Path, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                  landmarks: Sequence[np.ndarray], indices: Sequence[int], cols: int = 4, tile: int = 320) -> None:
-    """Grid of overlaid frames (zone colours, landmark dots) with index and time; written atomically as PNG."""
+                  landmarks: Sequence[np.ndarray], indices: Sequence[int], cols: int = 4, tile: int = 320,
+                  beside: Sequence[np.ndarray] | None = None) -> None:
+    """Grid of overlaid frames (zone colours, landmark dots) with index and time; written atomically as PNG.
+    `beside`: one more picture per frame (e.g. the fitted mesh over it), shown to its right."""
     tiles = []
-    for rgb, lab, lm, i in zip(frames, labels, landmarks, indices):
+    if beside is not None:
+        tile = min(tile, 256)
+    for k, (rgb, lab, lm, i) in enumerate(zip(frames, labels, landmarks, indices)):
         s = tile / rgb.shape[0]
-        rgb = cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (tile, tile), interpolation=interp)
         lab = cv2.resize(lab, (tile, tile), interpolation=cv2.INTER_NEAREST)
         im = overlay(rgb, lab, lm * np.float32([s, s, s]))
         cv2.putText(im, f"#{i}  {i / 25:.1f}s", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 2)
+        if beside is not None:
+            im = np.hstack([im, cv2.resize(beside[k], (tile, tile), interpolation=interp)])
         tiles.append(im)
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))

@@ -82,14 +82,28 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, total: int | None =
     return out
 
 
+AU_SOURCES = ("blendshapes", "mesh")
+
+
 def analyze_video(video: str | Path, out_csv: str | Path, landmarks: bool = False, progress: bool = True,
-                  max_seconds: float | None = None, overwrite: bool = True) -> dict[str, np.ndarray]:
+                  max_seconds: float | None = None, overwrite: bool = True,
+                  au_source: str = "blendshapes") -> dict[str, np.ndarray]:
     """Analyse every frame of `video` at its native fps and write the CSV atomically. Returns the arrays.
     The output is checked first (not the input, writable; an existing file only with `overwrite`).
-    InputError when no frame shows a face (nothing is written)."""
+    InputError when no frame shows a face (nothing is written).
+
+    au_source: "blendshapes" - AUs from MediaPipe's blendshapes and landmarks (`aus_from_blendshapes`);
+               "mesh" - AUs read from an ICT-FaceKit fit of the clip's tracked frames (`emogs.mesh.aus`;
+               needs the ICT-FaceKit model, docs/mesh.md)."""
     from emogs.io.media import probe, read_frames
     from emogs.io.paths import output_file
 
+    if au_source not in AU_SOURCES:
+        raise InputError(f"--au-source must be one of {', '.join(AU_SOURCES)}, got {au_source!r}")
+    if au_source == "mesh":
+        from emogs.mesh.ict import find_ict
+
+        find_ict()  # InputError naming where to get it, before any work
     video = Path(video)
     info = probe(video)  # InputError for a missing / unreadable file or no video stream
     output_file(out_csv, inputs=[video], force=overwrite, what="output CSV")
@@ -101,6 +115,13 @@ def analyze_video(video: str | Path, out_csv: str | Path, landmarks: bool = Fals
     if found == 0:
         raise InputError(f"{video}: no face found in any of the {n} frames (faces smaller than about a tenth "
                          "of the frame, or turned far away, are not detected); nothing written")
+    ok = res["success"]
+    if au_source == "mesh" and ok.sum() >= 2:
+        from emogs.mesh.aus import aus_from_landmarks
+
+        aus = np.zeros_like(res["aus"])
+        aus[ok], _ = aus_from_landmarks(res["landmarks"][ok], res["blendshapes"][ok], (info.width, info.height))
+        res["aus"] = aus
     write_csv(out_csv, res, landmarks=landmarks)
     if found < n:
         print(f"analyze: warning: no face in {n - found} of {n} frames (their rows have success 0)",
