@@ -107,13 +107,18 @@ class MeshHead(TalkingHead):
 
 
 # -- initialisation --------------------------------------------------------------------------------------
+FACE_DENSITY = 3.0  # initial Gaussians per area on the face region relative to the head/neck (mostly hair-covered)
+
 def _area_sample(verts: np.ndarray, tris: np.ndarray, candidates: np.ndarray, n: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """n area-weighted samples on the candidate triangles -> (parent triangle (n,), world point (n, 3))."""
+                 rng: np.random.Generator, density: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """n area-weighted samples on the candidate triangles (times a relative `density` per candidate) ->
+    (parent triangle (n,), world point (n, 3))."""
     if n <= 0 or len(candidates) == 0:
         return np.zeros(0, np.int64), np.zeros((0, 3))
     t = verts[tris[candidates]]  # (C, 3, 3)
     area = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=-1)
+    if density is not None:
+        area = area * density
     pick = rng.choice(len(candidates), size=n, p=area / area.sum())
     r1, r2 = np.sqrt(rng.random(n)), rng.random(n)
     w = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], -1)
@@ -136,7 +141,8 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
                         num_shell: int, num_mouth: int, seed: int = 0) -> GaussianSet:
     """Bound Gaussians for a MeshHead from the person's mesh and a few frames (pure arrays in).
 
-    - surface: area-weighted samples on the face, head/neck and eyeball triangles at the default face;
+    - surface: area-weighted samples on the face (FACE_DENSITY times denser), head/neck and eyeball
+      triangles at the default face;
     - mouth interior: samples on the mouth socket, gums/tongue and teeth triangles (zone: mouth interior);
     - shell (hair, ears beyond the mesh): head-other pixels of the init views back-projected at the head
       origin's depth (as the free head's shell), each bound to the nearest head/neck or face triangle of
@@ -162,7 +168,9 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
 
     vc, (cc, Rc, kc) = frames(expr_mean)
     n_eye = int(0.03 * num_face)
-    p_face, x_face = _area_sample(vc, tris, tri_of(["face", "head_neck"]), num_face - n_eye, rng)
+    face_t, head_t = tri_of(["face"]), tri_of(["head_neck"])
+    p_face, x_face = _area_sample(vc, tris, np.concatenate([face_t, head_t]), num_face - n_eye, rng,
+                                  np.concatenate([np.full(len(face_t), FACE_DENSITY), np.ones(len(head_t))]))
     p_eye, x_eye = _area_sample(vc, tris, tri_of(["eyeball_left", "eyeball_right"]), n_eye, rng)
     p_mouth, x_mouth = _area_sample(vc, tris, tri_of(["mouth_socket", "gums_tongue", "teeth"]), num_mouth, rng)
     parents = [p_face, p_eye, p_mouth]
