@@ -67,3 +67,33 @@ def test_load_audio_max_seconds_is_the_prefix_of_the_whole_decode(tmp_path):
     assert len(part) == round(1.3 * 16000)
     np.testing.assert_array_equal(part, whole[: len(part)])
     assert len(media.load_audio(p, max_seconds=60)) == len(whole)  # longer than the file: all of it
+
+
+def test_the_opencv_backend_reads_and_writes_without_pyav(tmp_path, monkeypatch):
+    """EMOGS_MEDIA_BACKEND=opencv (what runs where PyAV is missing, the GPU machine): video through OpenCV,
+    the audio beside the video as a WAV, datasets' frames and label maps decoded through it."""
+    from emogs.data.labels import LabelWriter, read_labels
+    from emogs.io import media
+
+    rng = np.random.default_rng(0)
+    frames = [np.full((32, 48, 3), 40 * k, np.uint8) + rng.integers(0, 3, (32, 48, 3), dtype=np.uint8) for k in range(5)]
+    wav = (0.1 * np.sin(np.arange(8000) / 10)).astype(np.float32)
+    monkeypatch.setenv("EMOGS_MEDIA_BACKEND", "opencv")
+    assert media.backend() == "opencv"
+    out = tmp_path / "v.mp4"
+    assert media.write_video(out, iter(frames), fps=25, audio=wav) == 5
+    assert (tmp_path / "v.wav").is_file() and media.probe(out).has_audio
+    back = list(media.read_frames(out))
+    assert len(back) == 5 and back[0].shape == (32, 48, 3)
+    assert all(abs(float(b.mean()) - float(f.mean())) < 4 for b, f in zip(back, frames))
+    assert np.allclose(media.load_audio(tmp_path / "v.wav"), wav, atol=1e-4)
+    with pytest.raises(InputError, match="PyAV"):
+        media.load_audio(out)  # not a WAV
+    monkeypatch.setenv("EMOGS_MEDIA_BACKEND", "pyav")
+    lw = LabelWriter(tmp_path / "l.mkv", 48, 32, 25)
+    labs = [np.full((32, 48), k, np.uint8) for k in range(4)]
+    for lab in labs:
+        lw.write(lab)
+    lw.close()
+    monkeypatch.setenv("EMOGS_MEDIA_BACKEND", "opencv")
+    assert [int(x.max()) for x in read_labels(tmp_path / "l.mkv")] == [0, 1, 2, 3]

@@ -151,6 +151,11 @@ def read_frames(path: str | Path, fps: float | None = None, size: tuple[int, int
     `raw=True` yields the decoded `av.VideoFrame`s instead (same selection, `size` ignored), so a caller
     that needs only some frames skips the RGB conversion of the others.
     """
+    if backend() == "opencv":
+        if raw:
+            raise InputError("raw frames need PyAV (pip install av)")
+        yield from _cv2_frames(Path(path), fps, size, max_seconds)
+        return
     with _open(path) as c:
         if not c.streams.video:
             raise InputError(f"{path}: has no video stream")
