@@ -172,8 +172,9 @@ class Avatar:
     def expressions(self, au: np.ndarray) -> np.ndarray | None:
         """(F, 17) AUs the head is driven with -> (F, E) mesh expression coefficients for a mesh-rigged head
         (None for a free one): the training clip's mean expression moved by the AUs' change from the training
-        mean through the AU -> ICT blendshape table (emogs.mesh.au_table, docs/mesh.md), in [0, 1]. The mesh
-        takes the AUs as asked, also beyond what the training clip showed."""
+        mean through the AU -> ICT blendshape table (emogs.mesh.au_table, with its measured gains, docs/mesh.md),
+        in [0, 1] (shapes with a gain: up to the gain). The mesh takes the AUs as asked, also beyond what the
+        training clip showed."""
         if not self.is_mesh:
             return None
         from emogs.face.aus import AU_NAMES
@@ -182,9 +183,10 @@ class Avatar:
         names = self.info.get("expression_names")
         if not names:
             raise InputError(f"{self.run_dir}: a mesh run without expression names in dataset.json; retrain it")
-        M = drive_matrix(names, list(AU_NAMES))  # (17, E)
+        M = drive_matrix(names, list(AU_NAMES), calibrated=True)  # (17, E)
         base = self.model.expr_mean.detach().cpu().numpy()
-        return np.clip(base + (np.asarray(au, np.float32) - self.default_au) @ M, 0.0, 1.0).astype(np.float32)
+        e = base + (np.asarray(au, np.float32) - self.default_au) @ M
+        return np.clip(e, 0.0, np.maximum(1.0, M.max(0))).astype(np.float32)  # past 1 only for gained shapes
 
     def clamp_to_training(self, au: np.ndarray, warn: Callable[[str], None] | None = None) -> np.ndarray:
         """(F, 17) requested AUs -> clamped to what the training clip showed (+ CLAMP_MARGIN). A per-person

@@ -210,3 +210,22 @@ def test_cli_args_roundtrip(tmp_path):
         controls_from_args(_parse(["--pose", "training", "--pose-from", "x.mp4"]), F)
     with pytest.raises(SystemExit):
         _parse(["--pose", "wobbly"])
+
+
+def test_raising_an_au_relaxes_its_antagonist_unless_it_is_set():
+    from emogs.control.names import AU_INDEX
+
+    base = np.zeros(17)
+    base[AU_INDEX["AU04"]] = 0.5  # a default face that frowns
+    i1, i4 = AU_INDEX["AU01"], AU_INDEX["AU04"]
+    p = build_plan(100, 25.0, au=["AU01=1@1-3"], default_au=base, blinks=False)
+    t = np.arange(100) / 25
+    inside, before = (t > 1.3) & (t < 2.7), t < 0.9
+    assert np.allclose(p.au[inside, i4], 0.0, atol=1e-6) and np.allclose(p.au[before, i4], 0.5)
+    assert any("antagonists relaxed" in layer for layer in p.layers)
+    kept = build_plan(100, 25.0, au=["AU01=1@1-3", "AU04=0.5"], default_au=base, blinks=False)
+    assert np.allclose(kept.au[:, i4], 0.5)  # the user set AU04: a 1+4 brow as asked
+    half = build_plan(100, 25.0, au=["AU01=0.5"], default_au=base, blinks=False)
+    assert np.allclose(half.au[:, i4], 0.25)  # half the way to 1 relaxes half of it
+    sad = build_plan(100, 25.0, emotion="sad", default_au=base, blinks=False)
+    assert sad.au[50, i1] > 0.7 and sad.au[50, i4] > 0.5  # a preset's own combination (1+4+15) stays

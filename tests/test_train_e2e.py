@@ -33,9 +33,10 @@ def test_train_end_to_end_on_a_real_clip(may_dataset, tmp_path):
     l1 = [r["l1"] for r in log]
     assert len(l1) == 10 and np.mean(l1[-3:]) < 0.8 * np.mean(l1[:2]), l1  # the loss falls
     m = json.loads((run / "metrics.json").read_text())
-    for part in ("full", "face"):
+    for part in ("full", "face", "field"):
         for k in ("psnr", "ssim", "lpips"):
             assert m[part][k] is not None and np.isfinite(m[part][k])
+    assert m["field"]["psnr"] > m["full"]["psnr"]  # the field's protocol pastes the head on the true frame
     info = probe(run / "test_render.mp4")
     assert info.has_audio and (info.width, info.height) == (128, 64)
 

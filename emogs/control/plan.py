@@ -7,7 +7,10 @@ Layers, bottom to top; each one overrides the AUs it names, blended by its weigh
   3. --au-from VIDEO (w = 1 on the AUs the analysis has);
   4. --au-timeline FILE (w = 1 on the AUs the file names);
   5. --au NAME=VALUE (whole clip, w = 1), then --au NAME=VALUE@START-END (w = the ease window);
-  6. blinks: if the result has no blink, generated AU45 pulses are added where the user does not control AU45.
+  6. antagonists: an AU the user raises above the base relaxes the base's share of its FACS antagonists
+     that the user did not set (`ANTAGONISTS`: raising the brows on a face whose default frowns lifts them
+     instead of making a 1+4 brow; set the antagonist explicitly, e.g. --au AU04=0.5, to keep it);
+  7. blinks: if the result has no blink, generated AU45 pulses are added where the user does not control AU45.
 `mask` = the share of each value that came from the user: 1 - prod(1 - w) over layers 2-5.
 """
 from __future__ import annotations
@@ -186,6 +189,37 @@ def check_controls(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: 
     return specs, emo, tl, warns
 
 
+# FACS antagonists (muscles that pull the opposite way): raising the key AU relaxes these
+ANTAGONISTS: dict[str, tuple[str, ...]] = {
+    "AU01": ("AU04",), "AU02": ("AU04",),  # frontalis vs corrugator / depressor supercilii / procerus
+    "AU04": ("AU01", "AU02"),
+    "AU05": ("AU07",),  # levator palpebrae vs orbicularis oculi (palpebral part)
+    "AU12": ("AU15",), "AU15": ("AU12",),  # zygomaticus major vs depressor anguli oris
+    "AU25": ("AU23",), "AU26": ("AU23", "AU17"),  # parting / jaw drop vs lip tightener, chin raiser
+}
+
+
+def relax_antagonists(au: np.ndarray, mask: np.ndarray, edit_mask: np.ndarray, base: np.ndarray) -> list[str]:
+    """In place on (F, 17) `au`: where an edit (`edit_mask`: the AU tracks, timelines and --au values, not the
+    presets, which name their own combinations) raised an AU above `base` (F, 17), scale down each of its
+    antagonists' value by the raise's share of the way to 1, except where the user or a preset set the
+    antagonist (its share in `mask`). Returns a description per relaxed AU."""
+    r = np.zeros_like(au)
+    for a, ants in ANTAGONISTS.items():
+        i = AU_INDEX[a]
+        raise_ = np.clip((au[:, i] - base[:, i]) / np.maximum(1 - base[:, i], 1e-6), 0, 1) * edit_mask[:, i]
+        for b in ants:
+            j = AU_INDEX[b]
+            r[:, j] = np.maximum(r[:, j], raise_)
+    out = []
+    for j in np.flatnonzero(r.max(0) > 0.01):
+        before = au[:, j].copy()
+        au[:, j] *= 1 - r[:, j] * (1 - mask[:, j])
+        if (before - au[:, j]).max() > 0.01:
+            out.append(f"{AU_NAMES[j]} down to {au[:, j].min():.2f}")
+    return out
+
+
 def build_plan(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: float = DEFAULT_EASE,
                timeline: str | Path | Timeline | None = None, au_from: str | Path | None = None,
                from_end: str = "loop", emotion: str | EmotionSpec | None = None, base: str = "default",
@@ -206,6 +240,7 @@ def build_plan(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: floa
     cache = {} if analysis_cache is None else analysis_cache
 
     au_t = _base(base, default_au, F, layers, warns)
+    base_t = au_t.copy()
     mask = np.zeros((F, NUM_AUS))
 
     if emo is not None:
@@ -216,6 +251,7 @@ def build_plan(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: floa
                       + (", ".join(f"{k} {v * emo.intensity:.2f}" for k, v in e.aus.items()) or "all 0")
                       + f"; {' '.join(kept)} left to the base, blinks and speech)")
 
+    preset_mask = mask.copy()
     if au_from is not None:
         from emogs.control.transfer import analyze_source, au_layer_from_source, describe_fit
 
@@ -244,6 +280,12 @@ def build_plan(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: floa
             warns.append(f"--au '{s.text}': the range holds no frame (frames are {1 / fps:g} s apart): no effect")
         _blend(au_t, mask, value, weight)
         layers.append(f"--au {s.describe()}" + (f" (ease {ease:g} s)" if s.ranged else ""))
+
+    # the edits' share after the preset (where a preset set an AU fully, its edits do not count here)
+    edit_mask = np.where(preset_mask > 0.999, 0.0, 1 - (1 - mask) / np.maximum(1 - preset_mask, 1e-6))
+    relaxed = relax_antagonists(au_t, mask, np.clip(edit_mask, 0, 1), base_t)
+    if relaxed:
+        layers.append("antagonists relaxed where not set: " + ", ".join(relaxed))
 
     events: list[tuple[float, float]] = []
     i45 = AU_INDEX["AU45"]

@@ -63,6 +63,16 @@ AU_DRIVES: list[AUDrive] = [
             {"eyeBlink_L": 1.0, "eyeBlink_R": 1.0}, "closes the lids"),
 ]
 AU_DRIVE: dict[str, AUDrive] = {d.au: d for d in AU_DRIVES}
+
+# How far the shapes must go for an AU at intensity 1 to move the face as much as a strong real expression:
+# real / ICT change of a landmark feature, measured on the MEAD level-3 clips of both speakers by
+# `scripts/calibrate_au_drive.py` (docs/mesh/au_drive.json, docs/mesh.md). ICT's lip-corner depressor moves
+# the corners a third of what a real AU15 does, its lid raiser a little less than a real AU05; the brow, smile
+# and cheek shapes already reach a real strong expression at 1 (measured gains 0.17-1.09), and a drive is
+# never made weaker than its shape at 1. Rendering moves a shape by gain x the AU's change from the person's
+# default (`drive_matrix(calibrated=True)`, emogs.Avatar.expressions); the analysis mapping and its round trip
+# (`au_to_expression`) use the uncalibrated table.
+AU_GAIN: dict[str, float] = {"AU05": 1.2, "AU15": 2.5}  # the shapes go past 1 (linear, extrapolated) only here
 # AUs that a drive is expected to raise besides its own (anatomical co-occurrence)
 CO_ACTIVATION: dict[str, tuple[str, ...]] = {"AU26": ("AU25",), "AU25": ("AU26",)}
 
@@ -112,15 +122,17 @@ def au_to_expression(aus, names: tuple[str, ...] | list[str], au_names: list[str
     return (np.clip(out, 0.0, 1.0) if clip else out).astype(np.float32)
 
 
-def drive_matrix(names, au_names: list[str] | None = None) -> np.ndarray:
-    """(A, E) matrix: row a = the pattern of coefficients AU a drives (weights of `AU_DRIVES`)."""
+def drive_matrix(names, au_names: list[str] | None = None, calibrated: bool = False) -> np.ndarray:
+    """(A, E) matrix: row a = the pattern of coefficients AU a drives (weights of `AU_DRIVES`); with
+    `calibrated`, times the measured `AU_GAIN` (what rendering a mesh-rigged head uses: emogs.Avatar)."""
     from emogs.face.aus import AU_NAMES
 
     au_names = list(au_names or AU_NAMES)
     names = list(names)
     M = np.zeros((len(au_names), len(names)), np.float32)
     for i, au in enumerate(au_names):
+        g = AU_GAIN.get(au, 1.0) if calibrated else 1.0
         for shape, w in AU_DRIVE[au].shapes.items():
             if shape in names:
-                M[i, names.index(shape)] = w
+                M[i, names.index(shape)] = w * g
     return M

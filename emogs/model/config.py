@@ -14,14 +14,16 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 
 
-MODEL_KINDS = ("free", "mesh")
+MODEL_KINDS = ("free", "mesh")  # and "auto" in a training config: mesh when the dataset has a mesh fit
 
 
 @dataclass
 class ModelConfig:
     # free: canonical Gaussians deformed by the network alone (emogs.model.head); mesh: Gaussians bound to the
-    # triangles of the person's fitted ICT-FaceKit mesh, the network adding residuals (emogs.model.mesh_head)
-    kind: str = "free"
+    # triangles of the person's fitted ICT-FaceKit mesh, the network adding residuals (emogs.model.mesh_head);
+    # auto (training only, resolved before the run is written): mesh when the dataset has a mesh fit, else free.
+    # The mesh head is the default by measurement (docs/training.md: sharper and AU edits beyond the clip).
+    kind: str = "auto"
     variant: str = "full"  # audio | au | au_szpab | au_citae | full (see VARIANTS)
     # canonical Gaussians at initialisation
     num_face: int = 6000
@@ -60,7 +62,7 @@ class ModelConfig:
     bias_au_in_other: float = -4.0  # AU tokens in head-other (hair, ears, neck); 0 in the first runs
 
     def flags(self) -> dict[str, bool]:
-        if self.kind not in MODEL_KINDS:
+        if self.kind not in (*MODEL_KINDS, "auto"):
             raise ValueError(f"unknown model kind '{self.kind}' (choose from {', '.join(MODEL_KINDS)})")
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant '{self.variant}' (choose from {', '.join(VARIANTS)})")

@@ -4,7 +4,7 @@ format is handled here, and only here.
 - Run format 1 (no `run.json`): the run's identity (dataset, completeness) is read from `dataset.json`
   and `model.safetensors`' metadata instead.
 - Model settings added after the first runs get the value those runs were trained with
-  (`LEGACY_MODEL_DEFAULTS`), not today's default.
+  (`LEGACY_MODEL_DEFAULTS`; runs without a model kind are free heads), not today's default.
 - The head-pose input of the deformation network (`pose_dim`, `pose_in_deform`) is gone: it was off by
   default (zeroed), so its weight columns contributed nothing; they are dropped from old weights
   (`migrate_model_state`). A run trained with it on cannot be rendered by this version.
@@ -33,6 +33,7 @@ def migrate_config(d: dict[str, Any], format_version: int, where: str = "config.
         raise InputError(f"{where}: not an emogs run config (no 'model' settings)")
     d = copy.deepcopy(d)
     model = d["model"]
+    model.setdefault("kind", "free")  # runs from before the mesh head
     for k, v in LEGACY_MODEL_DEFAULTS.items():
         model.setdefault(k, v)
     if model.get("pose_in_deform"):

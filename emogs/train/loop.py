@@ -214,6 +214,10 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
     resuming = what == "resume"
     if resuming:  # the run's own config wins (the schedule must not change mid-run)
         cfg = config_from_run(run.config_dict())
+    elif cfg.model.kind == "auto":
+        has_mesh = manifest is not None and (Path(dataset) / "mesh.npz").is_file()
+        cfg = cfgio.override(cfg, {"model.kind": "mesh" if has_mesh else "free"})
+        log(f"[train] model: {cfg.model.kind} ({'the dataset has a face-mesh fit' if has_mesh else 'no face-mesh fit in the dataset (prepare it with ICT-FaceKit available for the mesh head)'})")
     validate(cfg)
     device = resolve_device(cfg.device)
     train_ds, test_ds = dataset if isinstance(dataset, tuple) else open_datasets(dataset, cfg)
