@@ -44,6 +44,10 @@ def speech_driven_aus(plan, rows: np.ndarray, rows_per_frame: int, speech, half:
     return speech.add_deviation(au, plan.mask, dev)
 
 
+def settings_kind(run) -> str:
+    return getattr(run.model_config(), "kind", "free")
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     resolution: int  # the run's training resolution (K is in its pixels)
@@ -106,6 +110,7 @@ class Avatar:
         self.background = cv2.resize(background, (self.size, self.size), interpolation=cv2.INTER_AREA)  # (S, S, 3)
         self.renderer = PipelinedRenderer(model, inference)  # CUDA-graph replay of the deformation on CUDA
         self.speech = speech  # emogs.model.speech_aus.SpeechAUs: lower-face AUs from the audio (or None)
+        self.motion = None  # mesh runs: (SpeechMotion, person mean, scale): the mouth's mesh motion from the audio
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
@@ -140,12 +145,15 @@ class Avatar:
         info = run.dataset_info()
         w2c = run.train_cameras()
         speech = run.speech_aus()
+        motion = run.speech_motion() if settings_kind(run) == "mesh" else None
         bg = run.background()
         dev = resolve_device(device)
         _, model = run.load_model(dev, checkpoint_ok=False)
         S = settings.resolution
         bg = cv2.resize(bg, (S, S), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        return cls(run.path, settings, model, info, bg, w2c, dev, size, inference, speech)
+        av = cls(run.path, settings, model, info, bg, w2c, dev, size, inference, speech)
+        av.motion = motion
+        return av
 
     @property
     def default_au(self) -> np.ndarray:
@@ -169,12 +177,26 @@ class Avatar:
         """A mesh-rigged head (emogs.model.mesh_head): expressions act on its ICT-FaceKit mesh."""
         return getattr(self.model.cfg, "kind", "free") == "mesh"
 
-    def expressions(self, au: np.ndarray) -> np.ndarray | None:
-        """(F, 17) AUs the head is driven with -> (F, E) mesh expression coefficients for a mesh-rigged head
-        (None for a free one): the training clip's mean expression moved by the AUs' change from the training
-        mean through the AU -> ICT blendshape table (emogs.mesh.au_table, with its measured gains, docs/mesh.md),
-        in [0, 1] (shapes with a gain: up to the gain). The mesh takes the AUs as asked, also beyond what the
-        training clip showed."""
+    def speech_expression(self, rows: np.ndarray, num_frames: int) -> np.ndarray | None:
+        """(F, E) the default face per frame of a mesh-rigged head with a speech-motion model: the training
+        clip's mean expression with the mouth's speech coefficients predicted from the audio feature `rows`
+        (the run's fine-tuned emogs.model.speech_motion prior); None otherwise."""
+        if not self.is_mesh or self.motion is None:
+            return None
+        from emogs.model.speech_motion import expand, predict_rows
+
+        module, mean, scale = self.motion
+        base = self.model.expr_mean.detach().cpu().numpy()
+        return expand(predict_rows(module, rows, num_frames, mean, scale), base, self.info["expression_names"],
+                      module.cfg.coeffs)
+
+    def expressions(self, au: np.ndarray, base: np.ndarray | None = None) -> np.ndarray | None:
+        """(F, 17) AUs -> (F, E) mesh expression coefficients for a mesh-rigged head (None for a free one): the
+        default face (`base` (F, E) from `speech_expression`, else the training clip's mean expression) moved by
+        the AUs' change from the training mean through the AU -> ICT blendshape table (emogs.mesh.au_table, with
+        its measured gains, docs/mesh.md), in [0, 1] (shapes with a gain: up to the gain). With a speech `base`,
+        `au` should be the plan's AUs without the speech AUs' audio-driven deviation (or the jaw moves twice).
+        The mesh takes the AUs as asked, also beyond what the training clip showed."""
         if not self.is_mesh:
             return None
         from emogs.face.aus import AU_NAMES
@@ -184,7 +206,8 @@ class Avatar:
         if not names:
             raise InputError(f"{self.run_dir}: a mesh run without expression names in dataset.json; retrain it")
         M = drive_matrix(names, list(AU_NAMES), calibrated=True)  # (17, E)
-        base = self.model.expr_mean.detach().cpu().numpy()
+        if base is None:
+            base = self.model.expr_mean.detach().cpu().numpy()
         e = base + (np.asarray(au, np.float32) - self.default_au) @ M
         return np.clip(e, 0.0, np.maximum(1.0, M.max(0))).astype(np.float32)  # past 1 only for gained shapes
 
@@ -229,7 +252,10 @@ class Avatar:
 
         rows, rpf = feature_rows(wav, mc.audio_feature)
         au_req = self.effective_au(plan, rows, rpf, speech_aus)
-        expr = self.expressions(au_req)  # mesh-rigged heads: the mesh follows the request (None otherwise)
+        # mesh-rigged heads: the mesh follows the request (None otherwise); with a speech-motion model the
+        # mouth's mesh motion comes from the audio and the speech AUs drive only the learned detail
+        sbase = self.speech_expression(rows, F) if speech_aus else None
+        expr = self.expressions(plan.au, sbase) if sbase is not None else self.expressions(au_req)
         au = self.clamp_to_training(au_req) if clamp else au_req
         dev, S = self.device, self.size
         w2c = torch.as_tensor(plan.resolve_pose(self.train_w2c).world_to_cam, dtype=torch.float32, device=dev)
@@ -341,7 +367,8 @@ class Avatar:
             rows, rpf = feature_rows(wav, mc.audio_feature)
             req = self.effective_au(plan, rows, rpf)
             aus = self.clamp_to_training(req)
-            expr = self.expressions(req)
+            sbase = self.speech_expression(rows, F)
+            expr = self.expressions(plan.au, sbase) if sbase is not None else self.expressions(req)
             dev = self.device
             d = self.model.deformed(torch.as_tensor(feature_windows(rows, rpf, i, mc.audio_window), dtype=torch.float32,
                                                     device=dev),

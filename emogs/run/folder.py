@@ -8,6 +8,8 @@ RUN/
   config.json            the full TrainConfig (model + train + data settings), rewritten with every checkpoint
   model.safetensors      final network + Gaussian weights; metadata: emogs version, run format version
   speech_aus.safetensors audio -> speech AUs (AU17/20/23/25/26) ridge regression
+  speech_motion.safetensors  mesh runs: audio -> the mouth's mesh coefficients (the pretrained prior fine-tuned
+                         on this person; its metadata: config, the person's mean and scale, the fine-tune report)
   gaussians.ply          canonical Gaussians, standard 3DGS PLY
   background.png         the plate a rendered head is composited onto (from the dataset)
   dataset.json           what rendering needs of the training data: K, size, AU names and statistics
@@ -44,6 +46,7 @@ RUN_JSON = "run.json"
 CONFIG = "config.json"
 MODEL = "model.safetensors"
 SPEECH_AUS = "speech_aus.safetensors"
+SPEECH_MOTION = "speech_motion.safetensors"
 PLY = "gaussians.ply"
 BACKGROUND = "background.png"
 DATASET_INFO = "dataset.json"
@@ -329,6 +332,29 @@ class RunFolder:
         except (InputError, KeyError, ValueError) as e:
             msg = str(e) if isinstance(e, InputError) else f"{p}: unreadable ({type(e).__name__})"
             raise InputError(f"{msg.split(';')[0]}; delete it to render without speech AUs, or retrain the run") from None
+
+    # -- speech motion (mesh runs) ------------------------------------------------------------------
+    def write_speech_motion(self, module, mean, scale, report: dict | None = None) -> None:
+        _save_tensors(self.path / SPEECH_MOTION, dict(module.state_dict()),
+                      {**self._meta("speech_motion"), "config": json.dumps(module.cfg.to_dict()),
+                       "mean": json.dumps([float(x) for x in mean]), "scale": json.dumps([float(x) for x in scale]),
+                       "report": json.dumps(report or {})})
+
+    def speech_motion(self):
+        """(SpeechMotion module, person mean (K,), scale (K,)) of a mesh run, or None for runs without one."""
+        p = self.path / SPEECH_MOTION
+        if not p.is_file():
+            return None
+        from emogs.model.speech_motion import SpeechMotion, SpeechMotionConfig
+
+        t, meta = _load_tensors(p)
+        try:
+            m = SpeechMotion(SpeechMotionConfig.from_dict(json.loads(meta["config"])))
+            m.load_state_dict(t)
+            return m.eval(), np.asarray(json.loads(meta["mean"]), np.float32), np.asarray(json.loads(meta["scale"]), np.float32)
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise InputError(f"{p}: unreadable ({type(e).__name__}); delete it to render the mouth from the speech "
+                             "AUs instead, or retrain the run") from None
 
     # -- checkpoints --------------------------------------------------------------------------------
     def save_checkpoint(self, cfg: Any, model_state: dict[str, torch.Tensor], train_tensors: dict[str, torch.Tensor],

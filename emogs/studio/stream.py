@@ -42,6 +42,7 @@ class Speech:
     deviation: np.ndarray | None  # (F, k) speech-AU deviation from the training mean, None without speech AUs
     w2c_training: np.ndarray  # (F, 4, 4) the training poses, mirror-looped
     w2c_static: np.ndarray  # (F, 4, 4) the median training pose
+    speech_base: np.ndarray | None = None  # (F, E) mesh runs with a speech-motion model: the mouth from the audio
 
     @property
     def num_frames(self) -> int:
@@ -68,7 +69,8 @@ def analyse_speech(avatar: Any, wav: np.ndarray, name: str) -> Speech:
         dev = avatar.speech.deviation(lambda ids: feature_windows(rows, rpf, ids, half), F)
     tr = resolve_pose(PoseRequest("training"), avatar.train_w2c, F).world_to_cam
     st = resolve_pose(PoseRequest("static"), avatar.train_w2c, F).world_to_cam
-    return Speech(wav, name, rows, rpf, dev, tr, st)
+    base = avatar.speech_expression(rows, F) if hasattr(avatar, "speech_expression") else None
+    return Speech(wav, name, rows, rpf, dev, tr, st, base)
 
 
 def _key(c: Controls) -> str:
@@ -211,13 +213,18 @@ class LiveStream:
 
     # -- rendering ---------------------------------------------------------------------------------------
     def _render(self, ids: np.ndarray, au_windows: np.ndarray, static: np.ndarray, batch: int,
-                requested: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                requested: np.ndarray | None = None, plan_au: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """Frames `ids` with (n, T, 17) AU windows and (n,) static-pose flags -> uint8 (H, W, 3) frames;
-        `requested` (n, 17) unclamped AUs drive a mesh-rigged head's mesh."""
+        a mesh-rigged head's mesh follows `requested` (n, 17, unclamped), or with a speech-motion model the
+        audio's mouth under `plan_au` (n, 17: the controls without the speech AUs; None: speech AUs off)."""
         from emogs.data.windows import feature_windows as audio_windows
 
         av, sp = self.av, self.speech
-        expr = av.expressions(requested) if requested is not None and getattr(av, "is_mesh", False) else None
+        expr = None
+        if requested is not None and getattr(av, "is_mesh", False):
+            sb = sp.speech_base  # the mouth from the audio (speech-motion model) under the plan's AUs
+            expr = (av.expressions(plan_au, sb[ids]) if sb is not None and plan_au is not None
+                    else av.expressions(requested))
         dev, S = av.device, av.size
         w2c = np.where(static[:, None, None], sp.w2c_static[ids], sp.w2c_training[ids])
         aud = audio_windows(sp.rows, sp.rows_per_frame, ids, av.model.cfg.audio_window)
@@ -237,15 +244,22 @@ class LiveStream:
     def render(self, i: int, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frame i under the current controls -> (uint8 (H, W, 3), the (17,) AUs it was driven with)."""
         win = self.au_window(i, now)
-        frame = next(self._render(np.array([i]), win[None], np.array([self.arrays.static]), 1, self.requested[[i]]))
+        speech_on = bool(self.arrays.controls.speech_aus)
+        plan_au = self.arrays.au[[i]] if speech_on else None
+        frame = next(self._render(np.array([i]), win[None], np.array([self.arrays.static]), 1, self.requested[[i]],
+                                  plan_au))
         return frame, win[len(win) // 2]
 
     # -- export ------------------------------------------------------------------------------------------
-    def take_tracks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> effective AUs (F, 17), static-pose flags (F,), state ids (F,) of the whole clip from the take."""
+    def take_tracks(self, clamped: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> effective AUs (F, 17), static-pose flags (F,), state ids (F,) of the whole clip from the take.
+        `clamped=False`: before the clamp to the training range (what a timeline carries: `emogs render`
+        clamps it again, and a mesh-rigged head's mesh takes it as it is)."""
         au, mask, state = self.take.filled(self.arrays)
         ids = np.arange(self.num_frames)
-        return self._take_effective(ids, au, mask, state), self.take.flags(state, "static"), state
+        t = self.take
+        clamp = t.flags(state, "clamp") if clamped else np.zeros(len(ids), bool)
+        return self.effective_rows(au, mask, ids, t.flags(state, "speech_aus"), clamp), t.flags(state, "static"), state
 
     def export_frames(self, batch: int = 8, chunk: int = 64,
                       progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
@@ -255,10 +269,12 @@ class LiveStream:
         eff, static, state = self.take_tracks()
         au, mask, _ = self.take.filled(self.arrays)
         F, T = self.num_frames, self.av.model.cfg.au_window
-        req = self.effective_rows(au, mask, np.arange(F), self.take.flags(state, "speech_aus"), np.zeros(F, bool))
+        speech_on = self.take.flags(state, "speech_aus")
+        req = self.effective_rows(au, mask, np.arange(F), speech_on, np.zeros(F, bool))
         for s in range(0, F, chunk):
             ids = np.arange(s, min(F, s + chunk))
-            yield from self._render(ids, au_windows(eff, ids, T), static[ids], batch, req[ids])
+            plan_au = au[ids] if speech_on[ids].all() else None
+            yield from self._render(ids, au_windows(eff, ids, T), static[ids], batch, req[ids], plan_au)
             if progress:
                 progress(int(ids[-1]) + 1, F)
 
@@ -277,7 +293,7 @@ class LiveStream:
 
     def timeline_csv(self, all_aus: bool = False) -> str:
         """The take as an `emogs render --au-timeline` CSV: `time` (s, every frame) and one column per AU."""
-        eff, _, _ = self.take_tracks()
+        eff, _, _ = self.take_tracks(clamped=False)
         cols = self.timeline_columns(all_aus)
         lines = [",".join(["time"] + [AU_NAMES[c] for c in cols])]
         for i in range(self.num_frames):
@@ -287,7 +303,7 @@ class LiveStream:
     def timeline_json(self, all_aus: bool = False) -> str:
         """The take as `{"fps": 25, "keyframes": [...]}`: a keyframe where the values start or stop changing
         (linear interpolation between them gives back every frame)."""
-        eff, _, _ = self.take_tracks()
+        eff, _, _ = self.take_tracks(clamped=False)
         cols = self.timeline_columns(all_aus)
         v = np.round(eff[:, cols].astype(np.float64), 4)
         F = self.num_frames
