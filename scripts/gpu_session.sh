@@ -10,11 +10,14 @@
 #   EMOGS_TRAIN_BUDGET_S=S   wall-clock training budget per job (default: what the 10 minutes leave)
 #   EMOGS_CONFIG_JSON=JSON   config overrides for every job (e.g. '{"model.audio_feature": "whisper"}')
 #   EMOGS_CONFIG_JSON_<TAG>  overrides for the jobs with that TAG only
-#   EMOGS_FPS=0              skip the render benchmark (default: on the first job, on its GPU, once it is done)
+#   EMOGS_FPS=0              skip the render benchmark (default: the first job, alone, once every job is done)
 #   EMOGS_CONTROLS_AUDIO=WAV after each job: `emogs eval-controls RUN --audio WAV --standard --render-only` (16 kHz
 #                            mono WAV: no PyAV there); the videos come back in the run's tar, measured here with
 #                            `emogs eval-controls RUN --audio WAV --standard --measure-only -o RUN/eval_controls`
-#   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars (64 MiB come back at most)
+#   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars (64 MiB come back at most; tars over 15 MiB
+#                            come back in parts: cat NAME.tar.part* > NAME.tar)
+#   EMOGS_STUDIO_AUDIO=WAV   after the FPS benchmark: scripts/studio_measure.py on the first run (python client;
+#                            carry the aiohttp wheels in .whl/studio)
 #
 # Here, first (repository root; .gpu/ and .whl/ are git-ignored and travel with `carry`):
 #   emogs prepare ../shared/data/video/macron_50s.mp4 -o datasets/macron   (and acosta_71s.mp4 -> datasets/acosta)
@@ -74,20 +77,30 @@ for job in "$@"; do
         --render-only --device cuda -o "/tmp/runs/$name/eval_controls" > "$OUT/logs/controls_$name.log" 2>&1
       echo "[gpu] $name controls renders rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
     fi
-    if [ "$i" = 0 ] && [ "${EMOGS_FPS:-1}" != 0 ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
-      timeout 150 python3 scripts/gpu_render_fps.py "/tmp/runs/$name" --audio ".gpu/ds_$ds/audio.wav" \
-        --device cuda > "$OUT/logs/fps_$name.log" 2>&1
-      echo "[gpu] FPS benchmark rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
-    fi
   ) &
   i=$(( i + 1 ))
 done
 wait
+# the first run's render speed, alone on the machine once every job is done (a clean measurement)
+first="${names[0]:-}"; fds="${1%%:*}"
+if [ -n "$first" ] && [ "${EMOGS_FPS:-1}" != 0 ] && [ -f "/tmp/runs/$first/model.safetensors" ]; then
+  timeout 150 python3 scripts/gpu_render_fps.py "/tmp/runs/$first" --audio ".gpu/ds_$fds/audio.wav" \
+    --device cuda --batches 1,8 > "$OUT/logs/fps_$first.log" 2>&1
+  echo "[gpu] FPS benchmark rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+fi
+# the studio's latency and frame rate on the first run (python client; aiohttp wheels in .whl/studio)
+if [ -n "$first" ] && [ -n "${EMOGS_STUDIO_AUDIO:-}" ] && [ -f "/tmp/runs/$first/model.safetensors" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/studio/*.whl
+  timeout 120 python3 scripts/studio_measure.py "/tmp/runs/$first" "$EMOGS_STUDIO_AUDIO" -o "/tmp/runs/$first/studio" \
+    --device cuda --client python > "$OUT/logs/studio_$first.log" 2>&1
+  echo "[gpu] studio measure rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+fi
 echo "[gpu] all done at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
 for name in "${names[@]}"; do
   r="/tmp/runs/$name"; [ -d "$r" ] || continue
   mv "$OUT/logs/train_$name.log" "$r/train.log"; [ -f "$OUT/logs/fps_$name.log" ] && mv "$OUT/logs/fps_$name.log" "$r/fps.log"
   [ -f "$OUT/logs/controls_$name.log" ] && mv "$OUT/logs/controls_$name.log" "$r/controls.log"
+  [ -f "$OUT/logs/studio_$name.log" ] && mv "$OUT/logs/studio_$name.log" "$r/studio.log"
   files=()
   models=(model.safetensors); [ "${EMOGS_RETURN_MODEL:-1}" = 0 ] && models=()
   for f in "${models[@]}" speech_aus.safetensors config.json dataset.json background.png train_cameras.npz metrics.json \
@@ -98,8 +111,13 @@ for name in "${names[@]}"; do
   for f in "$r"/eval_controls/videos/*.mp4 "$r"/eval_controls/videos/specs.json; do
     [ -f "$f" ] && files+=("$name/eval_controls/videos/$(basename "$f")")
   done
+  for f in "$r"/studio/*.json; do [ -f "$f" ] && files+=("$name/studio/$(basename "$f")"); done
   last=$(ls "$r/previews"/*.png 2>/dev/null | tail -n 1); [ -n "$last" ] && files+=("$name/previews/$(basename "$last")")
   tar -C /tmp/runs -cf "$OUT/$name.tar" "${files[@]}"
+  # at most 16 MiB a file comes back: larger tars in 15 MiB parts (cat NAME.tar.part* > NAME.tar here)
+  if [ "$(stat -c %s "$OUT/$name.tar")" -gt 15728640 ]; then
+    split -b 15M -d "$OUT/$name.tar" "$OUT/$name.tar.part" && rm "$OUT/$name.tar"
+  fi
 done
 rmdir "$OUT/logs" 2>/dev/null
 ls -la "$OUT" | tee -a "$LOG"
