@@ -166,8 +166,9 @@ class Sampler:
     augmented together) and the P + 2 o audio windows around them."""
 
     def __init__(self, clips: list[Clip], cfg: SyncExpertConfig, offsets: dict[str, int], groups: int,
-                 positions: int, rng: np.random.Generator):
+                 positions: int, rng: np.random.Generator, audio_noise: float = 0.0, audio_dropout: float = 0.0):
         self.cfg, self.g, self.p, self.rng = cfg, groups, positions, rng
+        self.audio_noise, self.audio_dropout = audio_noise, audio_dropout
         self.items = []
         half = cfg.frames // 2
         for c in clips:
@@ -202,6 +203,11 @@ class Sampler:
             aaux.append(tgt[vf])
             if strong:
                 a = a + np.float32(self.rng.uniform(-0.15, 0.15)) * (cfg.audio_feature == "mel")  # gain +-6 dB
+                if self.audio_noise:
+                    a = a + self.rng.normal(0, self.audio_noise * cfg.audio_std, a.shape).astype(np.float32)
+                if self.audio_dropout:  # drop whole feature channels of a window (to the mean)
+                    drop = self.rng.random((a.shape[0], 1, a.shape[2])) < self.audio_dropout
+                    a = np.where(drop, np.float32(cfg.audio_mean), a)
             auds.append(a)
         video = augment(np.stack(runs), self.rng, strong)
         return (video, torch.from_numpy(np.concatenate(auds)), torch.from_numpy(np.stack(aux)),
@@ -347,15 +353,18 @@ def cmd_train(a) -> None:
         dropped = [k for k, v in meas["clips"].items() if not v.get("use", True)]
     train, val = split(clips, a.fold, HELD_OUT)
     train = [c for c in train if c.name not in dropped]
-    cfg = SyncExpertConfig(**feature_config(a.feature), width=a.width, arch=a.arch)
+    cfg = SyncExpertConfig(**feature_config(a.feature), width=a.width, arch=a.arch,
+                           shape_dim=NUM_AUX if a.bottleneck else 0)
     feats = np.concatenate([c.features(cfg.audio_feature) for c in train])
     cfg.audio_mean, cfg.audio_std = float(feats.mean()), float(feats.std())
     model = SyncExpert(cfg)
-    sampler = Sampler(train, cfg, offsets, a.groups, a.positions, rng)
-    aux = torch.nn.Linear(cfg.frame_dim, NUM_AUX) if (cfg.arch == "frames" and a.aux_weight > 0) else None
+    sampler = Sampler(train, cfg, offsets, a.groups, a.positions, rng, a.audio_noise, a.audio_dropout)
+    aux = None
+    if cfg.arch == "frames" and a.aux_weight > 0:  # per-frame mouth-shape read-out (the bottleneck itself when shape_dim)
+        aux = torch.nn.Identity() if cfg.shape_dim else torch.nn.Linear(cfg.frame_dim, NUM_AUX)
     audio_aux = torch.nn.Linear(cfg.embed_dim, cfg.frames * NUM_AUX) if (aux is not None and a.audio_aux) else None
     params = list(model.parameters()) + [p for m in (aux, audio_aux) if m is not None for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay)
     print(f"train {len(train)} clips ({len({c.identity for c in train})} people, {sum(c.n for c in train)} frames); "
           f"validate {len(val)} clips ({sorted({c.identity for c in val})}); feature {a.feature}", flush=True)
     t0 = time.monotonic()
@@ -405,6 +414,7 @@ def cmd_train(a) -> None:
             "minutes": round((time.monotonic() - t0) / 60, 1), "threads": torch.get_num_threads(),
             "batch": {"groups": a.groups, "positions": a.positions, "other_speaker_negatives": a.others},
             "aux_weight": a.aux_weight if aux is not None else 0.0, "audio_aux": audio_aux is not None,
+            "audio_noise": a.audio_noise, "audio_dropout": a.audio_dropout, "weight_decay": a.weight_decay,
             "final_aux_loss": ema_aux, "lr": a.lr, "fold": a.fold,
             "train_clips": [c.name for c in train], "train_identities": sorted({c.identity for c in train}),
             "held_out_identities": HELD_OUT, "validation_clips": [c.name for c in val],
@@ -438,13 +448,17 @@ def cmd_measure(a) -> None:
         curve = np.mean(curves, 0)
         k = int(curve.argmin())
         off, conf = k - MAX_OFFSET, float(np.median(curve) - curve[k])
-        use = abs(off) <= a.max_shift and conf >= a.min_conf
+        clear = conf >= a.min_conf
+        use = not (clear and abs(off) > a.max_shift)
+        shift = off if (clear and use) else 0
         res[c.name] = {"identity": c.identity, "offset": off, "conf": conf, "min_dist": float(curve[k]),
-                       "models": len(us), "shift": off if use else 0, "use": bool(use),
+                       "models": len(us), "clear": bool(clear), "shift": shift, "use": bool(use),
                        "curve": [round(float(x), 4) for x in curve]}
-        print(f"{c.name:40s} offset {off:+3d} conf {conf:.3f} {'use' if use else 'DROP'}", flush=True)
-    doc = {"models": [str(p) for p in a.models], "rule": f"use when |offset| <= {a.max_shift} and conf >= {a.min_conf}; "
-           "shift = offset", "clips": res}
+        verdict = "DROP" if not use else (f"shift {shift:+d}" if clear else "unclear: kept, not shifted")
+        print(f"{c.name:40s} offset {off:+3d} conf {conf:.3f} {verdict}", flush=True)
+    doc = {"models": [str(p) for p in a.models],
+           "rule": f"clear when conf >= {a.min_conf}; clear and |offset| <= {a.max_shift}: shifted by the offset; "
+                   f"clear and |offset| > {a.max_shift}: dropped; unclear: kept unshifted", "clips": res}
     from emogs.io.atomic import write_json
 
     write_json(a.output, doc)
@@ -481,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--feature", choices=["mel", "whisper"], default="mel")
     t.add_argument("--width", type=int, default=16)
     t.add_argument("--arch", choices=["frames", "stack"], default="frames")
+    t.add_argument("--bottleneck", action="store_true",
+                   help="the temporal head sees only the per-frame mouth-shape read-out (arch frames)")
     t.add_argument("--aux-weight", type=float, default=1.0, help="per-frame mouth-shape head (arch frames)")
     t.add_argument("--no-audio-aux", dest="audio_aux", action="store_false",
                    help="no audio -> mouth-shape head (the audio encoder then learns from the contrastive loss alone)")
@@ -489,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--groups", type=int, default=12)
     t.add_argument("--positions", type=int, default=6)
     t.add_argument("--others", type=int, default=8, help="other-speaker negatives per video window")
+    t.add_argument("--audio-noise", type=float, default=0.0, help="Gaussian noise on the audio rows, x their sd")
+    t.add_argument("--audio-dropout", type=float, default=0.0, help="fraction of feature channels dropped per window")
+    t.add_argument("--weight-decay", type=float, default=1e-4)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--eval-every", type=int, default=0)
     t.add_argument("--seed", type=int, default=SEED)
@@ -497,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--models", type=Path, nargs="+", required=True)
     m.add_argument("-o", "--output", type=Path, required=True)
     m.add_argument("--max-shift", type=int, default=3)
-    m.add_argument("--min-conf", type=float, default=0.02)
+    m.add_argument("--min-conf", type=float, default=0.08)
     e = sub.add_parser("evaluate")
     e.add_argument("--cache", type=Path, required=True)
     e.add_argument("--model", type=Path, required=True)

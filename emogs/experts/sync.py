@@ -38,6 +38,8 @@ class SyncExpertConfig:
     embed_dim: int = 256
     arch: str = "frames"  # "frames" (shared per-frame encoder + temporal conv) | "stack" (frames as channels)
     frame_dim: int = 128  # per-frame feature size (arch "frames")
+    shape_dim: int = 0  # > 0: the temporal head sees only a linear (shape_dim,) read-out per frame (trained to
+    #                     predict mouth blendshapes), an identity-free bottleneck; 0: the frame features
     width: int = 16  # base channel count of both encoders
     audio_mean: float = 0.0  # feature normalisation (set from the training data)
     audio_std: float = 1.0
@@ -114,22 +116,23 @@ class FramesEncoder(nn.Module):
 
     def __init__(self, c: SyncExpertConfig):
         super().__init__()
-        d = c.frame_dim
         self.frame = FrameEncoder(c)
+        self.shape = nn.Linear(c.frame_dim, c.shape_dim) if c.shape_dim > 0 else nn.Identity()
+        d = c.shape_dim if c.shape_dim > 0 else c.frame_dim
         k2 = c.frames - 2
         self.temporal = nn.Sequential(nn.Conv1d(d, d, 3, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
                                       nn.Conv1d(d, c.embed_dim, k2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t = x.shape[:2]
-        f = self.frame(x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1)
+        f = self.shape(self.frame(x.reshape(b * t, *x.shape[2:]))).reshape(b, t, -1)
         return self.temporal(f.transpose(1, 2))[:, :, 0]
 
     def sequence(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(G, L, h, w) runs of consecutive frames -> window embeddings (G, L - T + 1, E) (window j covers
-        frames j..j+T-1) and the per-frame features (G, L, frame_dim)."""
+        frames j..j+T-1) and the per-frame features the temporal head sees (G, L, shape_dim or frame_dim)."""
         g, n = frames.shape[:2]
-        f = self.frame(frames.reshape(g * n, *frames.shape[2:])).reshape(g, n, -1)
+        f = self.shape(self.frame(frames.reshape(g * n, *frames.shape[2:]))).reshape(g, n, -1)
         return self.temporal(f.transpose(1, 2)).transpose(1, 2), f
 
 
@@ -243,7 +246,8 @@ def clip_embeddings(expert: SyncExpert, mouth: np.ndarray | torch.Tensor, rows: 
     if c.arch == "frames":  # each frame encoded once; windows from the per-frame features
         h = c.frames // 2
         idx = torch.from_numpy(np.clip(np.arange(-h, n + c.frames - 1 - h), 0, n - 1))
-        feats = torch.cat([expert.video.frame(m[idx[s:s + batch]]) for s in range(0, len(idx), batch)])
+        feats = torch.cat([expert.video.shape(expert.video.frame(m[idx[s:s + batch]]))
+                           for s in range(0, len(idx), batch)])
         vs = [F.normalize(expert.video.temporal(feats.T[None])[0].T, dim=-1)]
     else:
         vi = video_window_index(n, np.arange(n), c.frames)
