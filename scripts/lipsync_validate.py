@@ -21,12 +21,47 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def plot(doc: dict, path: Path) -> None:
+    """One panel per clip: the expert's distance curve for own / late / early / other-speaker audio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from emogs.io.atomic import atomic_path
+
+    clips = doc["clips"]
+    fig, axes = plt.subplots(1, len(clips), figsize=(4 * len(clips), 3.2), sharey=True)
+    lags = np.arange(-15, 16)
+    for ax, (name, c) in zip(np.atleast_1d(axes), clips.items()):
+        for k, v in c["cases"].items():
+            if k.startswith("other:"):
+                ax.plot(lags, v["curve"], color="0.7", lw=0.8)
+        ax.plot([], [], color="0.7", lw=0.8, label="other speakers")
+        ax.plot(lags, c["cases"]["own"]["curve"], "k-o", ms=2.5, lw=1.2, label="own audio")
+        ax.plot(lags, c["cases"]["late5"]["curve"], "-", color="tab:red", lw=1, label="audio 5 frames late")
+        ax.plot(lags, c["cases"]["early5"]["curve"], "-", color="tab:blue", lw=1, label="audio 5 frames early")
+        ax.axvline(0, color="gray", lw=0.5)
+        ax.set_title(f"{name} ({'held out' if c['held_out'] else 'training clip'})", fontsize=9)
+        ax.set_xlabel("offset (frames; > 0: audio late)")
+    np.atleast_1d(axes)[0].set_ylabel("mean embedding distance")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "eval" / "lipsync_validation.json")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG beside the JSON from the JSON")
     a = ap.parse_args(argv)
+    if a.plot_only:
+        plot(json.loads(a.output.read_text()), a.output.with_suffix(".png"))
+        return 0
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -65,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
               f"score {out['late5']['lipsync_score']:.3f} | early5 off {out['early5']['lipsync_offset_frames']:+.0f} "
               f"| other conf {np.mean([v['lipsync_conf'] for v in o]):.3f} score {np.mean([v['lipsync_score'] for v in o]):.3f}",
               flush=True)
-    write_json(a.output, {"seconds": a.seconds, "expert": {k: info[k] for k in ("steps", "minutes", "seed")},
-                          "command": "python scripts/lipsync_validate.py", "wall_s": round(time.monotonic() - t0, 1),
-                          "clips": rows})
-    print("wrote", a.output)
+    doc = {"seconds": a.seconds, "expert": {k: info[k] for k in ("steps", "minutes", "seed")},
+           "command": "python scripts/lipsync_validate.py", "wall_s": round(time.monotonic() - t0, 1), "clips": rows}
+    write_json(a.output, doc)
+    plot(doc, a.output.with_suffix(".png"))
+    print("wrote", a.output, "and", a.output.with_suffix(".png"))
     return 0
 
 

@@ -4,8 +4,9 @@ What it computes, exactly (one clip: frames at 25 fps and its 16 kHz audio):
   1. MediaPipe landmarks per frame (given, or tracked here); per frame the mouth-window crop
      (`emogs.experts.crops.MOUTH`, 48 x 96 gray, similarity-aligned to 15 rigid landmarks, smoothed over
      5 frames), the same crops the expert was trained on.
-  2. Video embedding v_t of the 5-frame window centred on every frame t; audio embedding a_t of the log-mel
-     window (20 rows, 200 ms) centred on frame t (`emogs.audio.features.log_mel` of the audio).
+  2. Video embedding v_t of the 5-frame window centred on every frame t; audio embedding a_t of the audio
+     window centred on frame t (200 ms of the expert's audio features: Whisper-base encoder rows,
+     `emogs.audio.whisper`, computed here from the audio).
   3. d[t, s] = |v_t - a_{t+s}| (unit vectors: sqrt(2 - 2 cos), in [0, 2]) for offsets s = -15..15 frames,
      over the frames t whose face was tracked and whose t + s lies inside the clip.
   4. curve[s] = mean over t of d[t, s]  (SyncNet's averaged distance curve).
@@ -88,10 +89,12 @@ def lipsync_from_crops(crops: np.ndarray, tracked: np.ndarray, wav: np.ndarray |
     n = len(crops)
     if wav is None or n < MIN_FRAMES or tracked.sum() < MIN_FRAMES:
         return nan, curve
-    from emogs.experts.sync import clip_embeddings, load_sync_expert, offset_distances
+    from emogs.experts.sync import audio_features, clip_embeddings, load_sync_expert, offset_distances
 
+    if sample_rate != 16000:
+        raise ValueError("lipsync expects 16 kHz audio")
     expert = expert or load_sync_expert()
-    rows = audio_features(np.asarray(wav, np.float32), n, expert.cfg.audio_feature, sample_rate)
+    rows = audio_features(np.asarray(wav, np.float32), n, expert.cfg)
     v, a = clip_embeddings(expert, crops, rows, max_offset)
     d = offset_distances(v, a, max_offset)  # (N, 2 o + 1)
     t = np.arange(n)[:, None] + np.arange(-max_offset, max_offset + 1)[None]
@@ -103,22 +106,6 @@ def lipsync_from_crops(crops: np.ndarray, tracked: np.ndarray, wav: np.ndarray |
     cos0 = 1 - d[tracked, max_offset] ** 2 / 2
     return {"lipsync_conf": float(np.nanmedian(curve) - curve[k]), "lipsync_dist": float(curve[k]),
             "lipsync_offset_frames": float(k - max_offset), "lipsync_score": float(cos0.mean())}, curve
-
-
-def audio_features(wav: np.ndarray, num_frames: int, kind: str = "mel", sample_rate: int = 16000) -> np.ndarray:
-    """The expert's audio rows for `num_frames` video frames (audio cut or zero-padded to num_frames / 25 s)."""
-    if sample_rate != 16000:
-        raise ValueError("lipsync expects 16 kHz audio")
-    need = num_frames * 640
-    w = np.zeros(need, np.float32)
-    w[: min(need, len(wav))] = wav[:need]
-    if kind == "mel":
-        from emogs.audio.features import log_mel
-
-        return log_mel(w)
-    from emogs.audio.whisper import whisper_features
-
-    return whisper_features(w)
 
 
 def lipsync_scores(frames: Iterable[np.ndarray], wav: np.ndarray | None, landmarks: np.ndarray | None = None,

@@ -36,10 +36,7 @@ class SyncExpertConfig:
     audio_dim: int = 80
     rows_per_frame: int = 4  # feature rows per 25 fps video frame (mel 4, whisper 2)
     embed_dim: int = 256
-    arch: str = "frames"  # "frames" (shared per-frame encoder + temporal conv) | "stack" (frames as channels)
-    frame_dim: int = 128  # per-frame feature size (arch "frames")
-    shape_dim: int = 0  # > 0: the temporal head sees only a linear (shape_dim,) read-out per frame (trained to
-    #                     predict mouth blendshapes), an identity-free bottleneck; 0: the frame features
+    frame_dim: int = 128  # per-frame feature size
     width: int = 16  # base channel count of both encoders
     audio_mean: float = 0.0  # feature normalisation (set from the training data)
     audio_std: float = 1.0
@@ -58,31 +55,6 @@ def _block(cin: int, cout: int, stride: int | tuple[int, int] = 1) -> nn.Sequent
 
 def _block1d(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm1d(cout), nn.ReLU(inplace=True))
-
-
-class StackEncoder(nn.Module):
-    """arch "stack": (B, T, h, w) gray mouth window -> (B, E), the T frames as input channels (SyncNet);
-    each window standardised (zero mean, unit variance over its pixels) first."""
-
-    def __init__(self, c: SyncExpertConfig):
-        super().__init__()
-        w = c.width
-        self.net = nn.Sequential(
-            _block(c.frames, w, 2),  # 24 x 48
-            _block(w, 2 * w), _block(2 * w, 2 * w, 2),  # 12 x 24
-            _block(2 * w, 4 * w), _block(4 * w, 4 * w, 2),  # 6 x 12
-            _block(4 * w, 8 * w), _block(8 * w, 8 * w, 2),  # 3 x 6
-            _block(8 * w, 8 * w, 2),  # 2 x 3
-        )
-        hh, ww = c.crop_height, c.crop_width
-        for _ in range(5):
-            hh, ww = (hh + 1) // 2, (ww + 1) // 2
-        self.fc = nn.Linear(8 * w * hh * ww, c.embed_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.mean(dim=(1, 2, 3), keepdim=True)
-        s = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
-        return self.fc(self.net((x - m) / s).flatten(1))
 
 
 class FrameEncoder(nn.Module):
@@ -110,29 +82,28 @@ class FrameEncoder(nn.Module):
         return self.fc(self.net((x - m) / s).flatten(1))
 
 
-class FramesEncoder(nn.Module):
-    """arch "frames": one FrameEncoder shared by the T frames, then temporal convolutions over them
-    (weight sharing across time: fewer parameters to learn from little data)."""
+class VideoEncoder(nn.Module):
+    """(B, T, h, w) gray mouth windows -> (B, E): one FrameEncoder shared by the T frames, then temporal
+    convolutions over them (weight sharing across time: fewer parameters to learn from little data)."""
 
     def __init__(self, c: SyncExpertConfig):
         super().__init__()
         self.frame = FrameEncoder(c)
-        self.shape = nn.Linear(c.frame_dim, c.shape_dim) if c.shape_dim > 0 else nn.Identity()
-        d = c.shape_dim if c.shape_dim > 0 else c.frame_dim
+        d = c.frame_dim
         k2 = c.frames - 2
         self.temporal = nn.Sequential(nn.Conv1d(d, d, 3, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
                                       nn.Conv1d(d, c.embed_dim, k2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t = x.shape[:2]
-        f = self.shape(self.frame(x.reshape(b * t, *x.shape[2:]))).reshape(b, t, -1)
+        f = self.frame(x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1)
         return self.temporal(f.transpose(1, 2))[:, :, 0]
 
     def sequence(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(G, L, h, w) runs of consecutive frames -> window embeddings (G, L - T + 1, E) (window j covers
-        frames j..j+T-1) and the per-frame features the temporal head sees (G, L, shape_dim or frame_dim)."""
+        frames j..j+T-1) and the per-frame features (G, L, frame_dim)."""
         g, n = frames.shape[:2]
-        f = self.shape(self.frame(frames.reshape(g * n, *frames.shape[2:]))).reshape(g, n, -1)
+        f = self.frame(frames.reshape(g * n, *frames.shape[2:])).reshape(g, n, -1)
         return self.temporal(f.transpose(1, 2)).transpose(1, 2), f
 
 
@@ -164,7 +135,7 @@ class SyncExpert(nn.Module):
     def __init__(self, cfg: SyncExpertConfig | None = None):
         super().__init__()
         self.cfg = c = cfg or SyncExpertConfig()
-        self.video = FramesEncoder(c) if c.arch == "frames" else StackEncoder(c)
+        self.video = VideoEncoder(c)
         self.audio = AudioEncoder(c)
         self.logit_scale = nn.Parameter(torch.tensor(float(np.log(10.0))))
 
@@ -192,6 +163,23 @@ def audio_windows(rows: np.ndarray, cfg: SyncExpertConfig, centres: np.ndarray) 
     from emogs.data.dataset import feature_windows
 
     return feature_windows(rows, cfg.rows_per_frame, np.asarray(centres), cfg.audio_rows // 2)
+
+
+def audio_features(wav: np.ndarray, num_frames: int, cfg: SyncExpertConfig) -> np.ndarray:
+    """The expert's feature rows (rows_per_frame per frame) of 16 kHz mono audio for `num_frames` video
+    frames (the audio cut or zero-padded to num_frames / 25 s), as `emogs prepare` computes them: log-mel
+    (`emogs.audio.features`) or Whisper-base encoder rows (`emogs.audio.whisper`). For a prepared dataset
+    the same rows are in DATASET/audio_mel.npy or audio_whisper.npy."""
+    need = num_frames * 640
+    w = np.zeros(need, np.float32)
+    w[: min(need, len(wav))] = np.asarray(wav, np.float32)[:need]
+    if cfg.audio_feature == "mel":
+        from emogs.audio.features import log_mel
+
+        return log_mel(w)
+    from emogs.audio.whisper import whisper_features
+
+    return whisper_features(w)
 
 
 def video_window_index(num_frames: int, centres: np.ndarray, frames: int) -> np.ndarray:
@@ -243,15 +231,10 @@ def clip_embeddings(expert: SyncExpert, mouth: np.ndarray | torch.Tensor, rows: 
     m = torch.as_tensor(np.asarray(mouth))
     m = m.float() / 255.0 if m.dtype == torch.uint8 else m.float()
     n = len(m)
-    if c.arch == "frames":  # each frame encoded once; windows from the per-frame features
-        h = c.frames // 2
-        idx = torch.from_numpy(np.clip(np.arange(-h, n + c.frames - 1 - h), 0, n - 1))
-        feats = torch.cat([expert.video.shape(expert.video.frame(m[idx[s:s + batch]]))
-                           for s in range(0, len(idx), batch)])
-        vs = [F.normalize(expert.video.temporal(feats.T[None])[0].T, dim=-1)]
-    else:
-        vi = video_window_index(n, np.arange(n), c.frames)
-        vs = [expert.embed_video(m[torch.from_numpy(vi[s:s + batch])]) for s in range(0, n, batch)]
+    h = c.frames // 2  # each frame encoded once; the windows from the per-frame features
+    idx = torch.from_numpy(np.clip(np.arange(-h, n + c.frames - 1 - h), 0, n - 1))
+    feats = torch.cat([expert.video.frame(m[idx[s:s + batch]]) for s in range(0, len(idx), batch)])
+    vs = [F.normalize(expert.video.temporal(feats.T[None])[0].T, dim=-1)]
     centres = np.arange(-max_offset, n + max_offset)
     aw = audio_windows(rows, c, centres)
     aa = [expert.embed_audio(torch.from_numpy(np.asarray(aw[s:s + batch], np.float32)))
