@@ -88,7 +88,7 @@ def test_sync_loss_lower_in_sync_than_shifted(acosta):
     own = sync_loss(e, crops, torch.from_numpy(audio_windows(rows, e.cfg, centres)))
     late = sync_loss(e, crops, torch.from_numpy(audio_windows(rows, e.cfg, centres + 5)))
     early = sync_loss(e, crops, torch.from_numpy(audio_windows(rows, e.cfg, centres - 5)))
-    o, la, ea = float(own.detach()), float(late), float(early)
+    o, la, ea = float(own.detach()), float(late.detach()), float(early.detach())
     assert o < la - 0.05 and o < ea - 0.05, (o, la, ea)
     own.backward()
     assert x.grad.abs().sum() > 0
