@@ -54,6 +54,9 @@ def test_tiny_model_shapes_and_loss_gradient_reaches_pixels():
         assert torch.isfinite(loss) and frames.grad is not None and frames.grad.abs().sum() > 0
     with pytest.raises(ValueError):
         sync_loss(e, crops[:, :3], audio)
+    flat = torch.full((2, cfg.frames, 48, 96, 3), 0.5, requires_grad=True)  # an untrained render: no texture
+    sync_loss(e, flat, audio).backward()
+    assert torch.isfinite(flat.grad).all() and flat.grad.abs().max() < 1.0
 
 
 @pytest.fixture(scope="module")

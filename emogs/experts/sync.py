@@ -6,9 +6,10 @@
     score = (v * a).sum(-1)                           # cosine: high = in sync
 
 Time layout: a video window is T = `frames` consecutive frames centred on frame t (t - T//2 .. t + T//2);
-its audio window is the `audio_rows` feature rows centred on the centre time of frame t (log-mel at 100 Hz:
-frame t <-> rows [4t, 4t + 4), so 20 rows = 200 ms = the same span as 5 frames). `audio_windows` cuts them
-the way the training loader does (`emogs.data.dataset.feature_windows`). An offset s pairs the video window
+its audio window is the `audio_rows` feature rows centred on the centre time of frame t. The shipped expert
+uses Whisper-base encoder rows (50 Hz: frame t <-> rows [2t, 2t + 2)), 20 rows = 400 ms around the 200 ms
+of its 5 frames; the code also takes log-mel rows (100 Hz x 80). `audio_windows` cuts them the way the
+training loader does (`emogs.data.dataset.feature_windows`); `audio_features` computes the rows from audio. An offset s pairs the video window
 at t with the audio window at t + s; s > 0 = the audio is late (the matching sound comes s frames after the
 mouth), the convention of `emogs.eval.sync`.
 
@@ -32,7 +33,7 @@ class SyncExpertConfig:
     crop_height: int = MOUTH.height
     crop_width: int = MOUTH.width
     audio_feature: str = "mel"  # "mel" (audio_mel.npy, 100 Hz x 80) | "whisper" (audio_whisper.npy, 50 Hz x 512)
-    audio_rows: int = 20  # feature rows per window (mel 20 = 200 ms; whisper 10 = 200 ms)
+    audio_rows: int = 20  # feature rows per window (mel 20 = 200 ms; whisper 20 = 400 ms)
     audio_dim: int = 80
     rows_per_frame: int = 4  # feature rows per 25 fps video frame (mel 4, whisper 2)
     embed_dim: int = 256
@@ -58,7 +59,9 @@ def _block1d(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class FrameEncoder(nn.Module):
-    """(N, h, w) gray mouth crops -> (N, frame_dim) per-frame features; each frame standardised first."""
+    """(N, h, w) gray mouth crops -> (N, frame_dim) per-frame features. Each frame is standardised first
+    (zero mean, unit sd over its pixels; the sd floored at 0.02, below every real crop's (>= 0.05), so a flat
+    render early in training cannot blow up the loss's gradient)."""
 
     def __init__(self, c: SyncExpertConfig):
         super().__init__()
@@ -78,7 +81,7 @@ class FrameEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, None]
         m = x.mean(dim=(2, 3), keepdim=True)
-        s = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+        s = x.std(dim=(2, 3), keepdim=True).clamp_min(0.02)
         return self.fc(self.net((x - m) / s).flatten(1))
 
 
