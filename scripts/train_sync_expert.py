@@ -1,22 +1,26 @@
 """Train, cross-validate and evaluate the lip-sync expert (`emogs.experts.sync`) on prepared datasets, CPU.
 
     python scripts/expert_data.py --data /work/prep --cache CACHE                  # crops, once
-    python scripts/train_sync_expert.py train --cache CACHE --fold 0 -o F0.safetensors [--feature whisper]
+    python scripts/train_sync_expert.py train --cache CACHE --fold 0 -o F0.safetensors   # and --fold 1 -> F1
     python scripts/train_sync_expert.py measure --cache CACHE --models F0.safetensors F1.safetensors -o offsets.json
     python scripts/train_sync_expert.py train --cache CACHE --offsets offsets.json -o emogs/experts/weights/sync_expert.safetensors
-    python scripts/train_sync_expert.py evaluate --cache CACHE --model emogs/experts/weights/sync_expert.safetensors
+    python scripts/train_sync_expert.py evaluate --cache CACHE --model emogs/experts/weights/sync_expert.safetensors \
+        --offsets offsets.json --update-info
+(the exact settings of the shipped run: docs/lipsync.md, "Reproduce").
 
 Identities (clip name -> person: `expert_data.identity`) in `HELD_OUT` are never trained on. The other
 ("training") identities are split into two folds by a seeded shuffle; `--fold k` trains on the identities
 outside fold k, so the fold-k clips can be measured by a model that never saw them (`measure`: each clip's
 best audio offset over +-15 frames, from the clip-averaged distance curve). The final model trains on all
-training identities, each clip shifted by its measured offset, clips with an unclear or large offset dropped.
+training identities, each clip shifted by its measured offset; clips confidently far from 0 are dropped.
 
 Training (InfoNCE): a batch holds G groups from G different clips, each P consecutive video windows; video
 window t is scored against the audio windows of its own clip at offsets -15..15 (t + d_clip + s; d_clip =
 the clip's measured offset) and against a few audio windows of the other groups (other speakers);
-the target is s = 0. Augmentation of the mouth windows: random scale / rotation / shift / mirror, per-frame
-jitter of the crop, gamma, blur, down-up sampling, JPEG, noise; audio: gain.
+the target is s = 0. Auxiliary heads (not shipped) predict mouth-shape blendshapes from each frame's features
+and from the audio embedding. Augmentation of the mouth windows: random scale / rotation / shift / mirror,
+per-frame jitter of the crop, gamma, blur, down-up sampling, JPEG, noise; audio: gain (log-mel), Gaussian
+noise and dropped feature channels.
 """
 from __future__ import annotations
 
