@@ -171,13 +171,15 @@ def test_eval_run_and_eval_videos_end_to_end(shared_data, tmp_path):
     m = json.loads(mj.read_text())
     for k in ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face", "lmd_mouth", "lmd_face", "csim_dlib",
               "aue_upper", "aue_lower", "au_jerk", "e_score", "e_agree_gt", "sync_mouth_audio_corr",
-              "sync_offset_frames", "sync_confidence", "fps"):
+              "sync_offset_frames", "sync_confidence", "lipsync_conf", "lipsync_dist", "lipsync_offset_frames",
+              "lipsync_score", "lipsync_conf_gt", "fps"):
         assert k in m, k
     assert m["fps"] == 42.5 and m["num_frames"] == len(gt) and m["width"] == 256
     assert 20 < m["psnr"] < 45 and 0 < m["lpips"] < 0.5 and m["csim_dlib"] > 0.9
     assert m["meta"]["inputs"]["train_metrics"] == {"psnr": 30.0}
     out = run / "eval_test"
-    for f in ("report.md", "au_tracks.png", "sync_lag.png", "per_frame.png"):
+    assert m["lipsync_conf"] is not None and m["lipsync_score_gt"] is not None
+    for f in ("report.md", "au_tracks.png", "sync_lag.png", "lipsync.png", "per_frame.png"):
         assert (out / f).is_file(), f
     assert "| `psnr` |" in (out / "report.md").read_text()
     # eval-videos on the same content as two files agrees with eval RUN on the image metrics

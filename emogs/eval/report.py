@@ -30,7 +30,15 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
     "e_score": ("up", "FER2013 classifier: fraction of render frames classified as the requested emotion"),
     "e_score_gt": ("ref", "the same on the GT frames (classifier ceiling on this clip)"),
     "e_agree_gt": ("up", "fraction of frames where the FER2013 class of render and GT agree"),
-    "sync_mouth_audio_corr": ("up", "corr(mouth opening, 1-3 kHz log energy) at lag 0, render"),
+    "lipsync_conf": ("up", "lip-sync expert: median minus minimum of the offset-distance curve (LSE-C-like, own scale)"),
+    "lipsync_dist": ("down", "lip-sync expert: mean audio-video embedding distance at the best offset (LSE-D-like)"),
+    "lipsync_offset_frames": ("0", "lip-sync expert: best offset in +-15 frames (> 0: audio late)"),
+    "lipsync_score": ("up", "lip-sync expert: mean audio-video cosine at offset 0"),
+    "lipsync_conf_gt": ("ref", "the same expert confidence on the GT frames with the same audio"),
+    "lipsync_dist_gt": ("ref", "expert distance at the best offset on the GT frames"),
+    "lipsync_offset_frames_gt": ("ref", "expert best offset on the GT frames"),
+    "lipsync_score_gt": ("ref", "expert cosine at offset 0 on the GT frames"),
+    "sync_mouth_audio_corr": ("up", "secondary: corr(mouth opening, 1-3 kHz log energy) at lag 0, render"),
     "sync_offset_frames": ("0", "lag of the best correlation, frames (> 0: audio late)"),
     "sync_best_corr": ("up", "correlation at that lag"),
     "sync_confidence": ("up", "best correlation minus the median over lags"),
@@ -166,6 +174,22 @@ def _plots(result: EvalResult, out: Path) -> list[str]:
         fig.tight_layout()
         _savefig(fig, out / "sync_lag.png")
         made.append("sync_lag.png")
+    if "lipsync_curve_pred" in s and not np.isnan(s["lipsync_curve_pred"]).all():
+        lag = (len(s["lipsync_curve_pred"]) - 1) // 2
+        lags = np.arange(-lag, lag + 1)
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        ax.plot(lags, s["lipsync_curve_pred"], "o-", color="tab:red", ms=3, label="render")
+        if "lipsync_curve_gt" in s:
+            ax.plot(lags, s["lipsync_curve_gt"], "o-", color="k", ms=3, label="ground truth")
+        ax.axvline(0, color="gray", lw=0.5)
+        ax.set_xlabel("audio offset (frames; > 0: audio late)")
+        ax.set_ylabel("mean embedding distance")
+        ax.legend(fontsize=7)
+        ax.set_title(f"lip-sync expert (lipsync_conf {_fmt(result.metrics.get('lipsync_conf'))}, "
+                     f"GT {_fmt(result.metrics.get('lipsync_conf_gt'))})", fontsize=9)
+        fig.tight_layout()
+        _savefig(fig, out / "lipsync.png")
+        made.append("lipsync.png")
     keys = [k for k in ("psnr", "ssim", "lpips", "psnr_face", "lpips_face", "csim_dlib") if k in s]
     if keys:
         fig, axes = plt.subplots(len(keys), 1, figsize=(11, 1.4 * len(keys) + 0.6), sharex=False)

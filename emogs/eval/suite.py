@@ -9,7 +9,10 @@ Metric keys (stable; NaN when not applicable; see docs/eval.md for exact definit
   aue_upper aue_lower au_jerk au_jerk_gt   AU metrics (AUs from emogs.face.aus)
   e_score e_score_gt e_agree_gt        FER2013 classifier: accuracy vs the requested label on render / GT
                                        frames, and render-vs-GT agreement of the predicted class
-  sync_mouth_audio_corr sync_offset_frames sync_best_corr sync_confidence (+ *_gt on the GT frames)
+  lipsync_conf lipsync_dist lipsync_offset_frames lipsync_score   our lip-sync expert (emogs.eval.lipsync),
+                                       the headline sync numbers (+ *_gt on the GT frames with the same audio)
+  sync_mouth_audio_corr sync_offset_frames sync_best_corr sync_confidence   mouth opening vs speech-band
+                                       energy (emogs.eval.sync), a secondary check (+ *_gt)
 """
 from __future__ import annotations
 
@@ -95,6 +98,13 @@ def evaluate_frames(pred_frames: Iterable[np.ndarray], gt_frames: Iterable[np.nd
         from emogs.face.tracker import FaceTracker
 
         trackers = (FaceTracker(video_mode=True), FaceTracker(video_mode=True))
+    mouths = None
+    if "sync" in g_on and audio is not None:
+        from emogs.eval.lipsync import MouthCollector
+        from emogs.experts.sync import load_sync_expert
+
+        expert = load_sync_expert()
+        mouths = {"pred": MouthCollector(expert.cfg.region), "gt": MouthCollector(expert.cfg.region)}
     embedder = None
     if "identity" in g_on:
         from emogs.eval.identity import DlibFaceEmbedder
@@ -138,6 +148,8 @@ def evaluate_frames(pred_frames: Iterable[np.ndarray], gt_frames: Iterable[np.nd
                 for k in ("pred", "gt"):
                     lms[k].append(res[k].landmarks if res[k] is not None else nan_lm)
                     bss[k].append(res[k].blendshapes if res[k] is not None else nan_bs)
+                    if mouths is not None:
+                        mouths[k].add(p if k == "pred" else g, res[k].landmarks if res[k] is not None else None)
             ref = res.get("gt") or res.get("pred")
             box = lmk.face_box(ref.landmarks, w, h) if ref is not None else None
             if do_img and "face_image" in g_on:
@@ -212,6 +224,16 @@ def evaluate_frames(pred_frames: Iterable[np.ndarray], gt_frames: Iterable[np.nd
                                  f"search over +-{o.max_lag} frames needs at least {min_sync_frames(o.max_lag)} "
                                  f"({min_sync_frames(o.max_lag) / o.fps:.1f} s); evaluate a longer clip (for "
                                  "`emogs eval`, prepare with a larger --test-fraction)")
+            from emogs.eval.lipsync import MIN_FRAMES, lipsync_from_crops
+
+            for tag, k in (("", "pred"), ("_gt", "gt")):
+                crops, ok = mouths[k].crops()
+                s, curve = lipsync_from_crops(crops, ok, audio, expert, o.sample_rate, o.max_lag)
+                m.update({key + tag: v for key, v in s.items()})
+                out.series["lipsync_curve" + (tag or "_pred")] = curve.astype(np.float32)
+                if np.isnan(s["lipsync_conf"]):
+                    out.notes.append(f"lipsync{tag}: needs at least {MIN_FRAMES} frames (1 s) with a tracked face "
+                                     f"({int(ok.sum())} of {n})")
             for tag, l in (("", lp), ("_gt", lg)):
                 mouth = lmk.mouth_opening(l)
                 s, curve = sync_scores(mouth, audio, o.sample_rate, o.fps, o.max_lag)
