@@ -99,10 +99,10 @@ def test_loader(macron_ds: Path) -> None:
 
 def test_audio_alignment(macron_ds: Path, shared_data: Path) -> None:
     """audio.wav equals the source audio resampled (sample 0 = frame 0)."""
-    from emogs.io.media import read_wav
-    from emogs.io.media import load_audio
+    from emogs.io.media import load_video_audio, read_wav
 
-    src = load_audio(shared_data / "video" / "macron_50s.mp4", 16000, SECONDS)
+    # macron's video stream starts 80 ms after its audio: sample 0 of audio.wav is the first frame's time
+    src = load_video_audio(shared_data / "video" / "macron_50s.mp4", 16000, SECONDS)
     got = read_wav(macron_ds / "audio.wav")
     gain = json.loads((macron_ds / "manifest.json").read_text())["audio"]["gain"]
     assert len(got) == 75 * 640 and 0.5 < gain <= 1
@@ -148,11 +148,13 @@ def test_256px_input_and_resume(shared_data: Path, tmp_path: Path, monkeypatch) 
 
         load_manifest(out)
     frames_mtime = (out / "frames.mp4").stat().st_mtime_ns
+    # a stage the interruption caught half way (mesh beside the others, split on the main thread) is not done
+    finished = set(json.loads((out / ".prepare" / "state.json").read_text())["stages"])
 
     calls.clear()
     monkeypatch.setitem(P.STAGE_FUNCS, "masks", counting("masks"))
     _prepare(video, out)
-    assert sorted(calls) == sorted(["masks", "report"] + [s for s in ["split", "mesh"] if s not in first])
+    assert sorted(calls) == sorted(["masks", "report"] + [s for s in ["split", "mesh"] if s not in finished])
     assert (out / "frames.mp4").stat().st_mtime_ns == frames_mtime
     m = json.loads((out / "manifest.json").read_text())
     assert m["size"] == 512 and m["crop"]["side"] == 256 and m["features"]["whisper"] is None
@@ -350,3 +352,25 @@ def test_cli_error_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["prepare", str(txt), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("emogs prepare: error:") and "\n" not in err
+
+
+def test_a_dataset_prepared_before_audio_alignment_redoes_audio_and_features(tmp_path: Path) -> None:
+    """State written before `stage_audio` aligned the audio to the first frame (no `audio_lead_s`): audio and
+    what depends on it (features) count as not done; the other stages stay done."""
+    from dataclasses import asdict
+
+    import emogs.data.prepare as P
+    from emogs.io.atomic import write_json
+
+    cfg = P.PrepareConfig()
+    stages = {s: {"seconds": 0.0} for s in P.STAGES}
+    write_json(tmp_path / P.STATE_DIR / "state.json", {"source_sha256": "x", "config": asdict(cfg), "stages": stages})
+    st = P.StageState(tmp_path, "x", cfg)
+    st.load_or_reset(force=False)
+    assert not st.done("audio") and not st.done("features")
+    assert all(st.done(s) for s in P.STAGES if s not in ("audio", "features"))
+    stages["audio"]["audio_lead_s"] = 0.0
+    write_json(tmp_path / P.STATE_DIR / "state.json", {"source_sha256": "x", "config": asdict(cfg), "stages": stages})
+    st = P.StageState(tmp_path, "x", cfg)
+    st.load_or_reset(force=False)
+    assert all(st.done(s) for s in P.STAGES)

@@ -97,3 +97,53 @@ def test_the_opencv_backend_reads_and_writes_without_pyav(tmp_path, monkeypatch)
     lw.close()
     monkeypatch.setenv("EMOGS_MEDIA_BACKEND", "opencv")
     assert [int(x.max()) for x in read_labels(tmp_path / "l.mkv")] == [0, 1, 2, 3]
+
+
+def _late_video(path, lead_frames: int, n: int = 25):
+    """An MP4 whose audio stream starts `lead_frames` frames (40 ms each) before its video stream; the audio
+    is silence with one click at the time of the first video frame."""
+    import av
+
+    sr = 16000
+    wav = np.zeros(sr * 2, np.float32)
+    click = lead_frames * 640
+    wav[click: click + 80] = 0.8
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("mpeg4", rate=25)
+        vs.width = vs.height = 64
+        vs.pix_fmt = "yuv420p"
+        a = c.add_stream("pcm_s16le" if str(path).endswith(".mkv") else "aac", rate=sr)
+        a.layout = "mono"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 9 * i, np.uint8), format="rgb24")
+            f.pts = i + lead_frames
+            for p in vs.encode(f):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        pcm = (wav * 32767).astype(np.int16)[None]
+        for k in range(0, pcm.shape[1], 1024):
+            af = av.AudioFrame.from_ndarray(pcm[:, k:k + 1024].copy(), format="s16", layout="mono")
+            af.sample_rate = sr
+            af.pts = k
+            for p in a.encode(af):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return click
+
+
+def test_video_audio_starts_at_the_first_video_frame(tmp_path):
+    """A container whose video starts 80 ms after its audio: `load_video_audio` drops the audio before the
+    first frame (the click at the first frame's time lands at sample 0), `load_audio` does not."""
+    from emogs.io.media import load_audio, load_video_audio, stream_starts
+
+    path = tmp_path / "late.mkv"
+    click = _late_video(path, lead_frames=2)
+    v0, a0 = stream_starts(path)
+    assert abs((v0 - a0) - 0.08) < 1e-3
+    raw, aligned = load_audio(path), load_video_audio(path)
+    assert abs(int(np.argmax(raw)) - click) <= 2
+    assert int(np.argmax(aligned)) <= 2
+    assert len(aligned) == len(raw) - click
+    assert len(load_video_audio(path, max_seconds=0.5)) == 8000

@@ -93,6 +93,9 @@ class StageState:
             raise InputError(f"{self.root}: was prepared with other settings ({', '.join(changed)}); "
                              "use --force to redo it")
         self.data["stages"] = old.get("stages", {})
+        audio = self.data["stages"].get("audio")
+        if audio is not None and "audio_lead_s" not in audio:
+            self.invalidate("audio")  # made before audio was aligned to the first video frame: redo it
 
     def done(self, stage: str) -> bool:
         return stage in self.data["stages"]
@@ -354,11 +357,12 @@ def stage_frames(ctx: Ctx) -> dict:
 
 
 def stage_audio(ctx: Ctx) -> dict:
-    """Audio to 16 kHz mono, exactly num_frames * 640 samples (zero-padded or trimmed) -> audio.wav."""
-    from emogs.io.media import load_audio, write_wav
+    """Audio to 16 kHz mono from the first video frame on (`load_video_audio`: the streams may start at different
+    times), exactly num_frames * 640 samples (zero-padded or trimmed) -> audio.wav."""
+    from emogs.io.media import load_video_audio, stream_starts, write_wav
 
     n = int(ctx.state.data["stages"]["track"]["num_frames"])
-    wav = load_audio(ctx.video, SAMPLE_RATE, ctx.cfg.max_seconds, warn=lambda m: ctx.log(f"warning: {m}"))
+    wav = load_video_audio(ctx.video, SAMPLE_RATE, ctx.cfg.max_seconds, warn=lambda m: ctx.log(f"warning: {m}"))
     want = n * SAMPLES_PER_FRAME
     pad = want - len(wav)
     if len(wav) < SAMPLE_RATE * MIN_SECONDS / 2:
@@ -371,8 +375,9 @@ def stage_audio(ctx: Ctx) -> dict:
     peak = float(np.abs(wav).max())
     gain = 1.0 / peak if peak > 1.0 else 1.0  # decoded AAC/MP3 may overshoot 1.0: scale, never clip
     write_wav(ctx.out / "audio.wav", wav * gain, SAMPLE_RATE)
+    v0, a0 = stream_starts(ctx.video)
     return {"num_samples": want, "padded_samples": max(0, pad), "trimmed_samples": max(0, -pad),
-            "gain": round(gain, 6)}
+            "gain": round(gain, 6), "audio_lead_s": round(v0 - a0, 6)}
 
 
 def stage_masks(ctx: Ctx) -> dict:

@@ -16,18 +16,7 @@ from emogs.constants import FPS, SAMPLE_RATE
 from emogs.errors import InputError
 from emogs.eval.report import check_report_dir, write_report
 from emogs.eval.suite import EvalOptions, evaluate_frames
-from emogs.io.media import load_audio, probe, read_frames
-
-
-def _stream_starts(path: Path) -> tuple[float, float]:
-    """Start times (s) of the first video and first audio stream (0 when unknown)."""
-    import av
-
-    with av.open(str(path)) as c:
-        def start(s) -> float:
-            return float(s.start_time * s.time_base) if s is not None and s.start_time is not None else 0.0
-        return start(c.streams.video[0] if c.streams.video else None), \
-            start(c.streams.audio[0] if c.streams.audio else None)
+from emogs.io.media import load_video_audio, probe, read_frames
 
 
 def load_aligned_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
@@ -36,14 +25,7 @@ def load_aligned_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.n
     path = Path(path)
     if not probe(path).has_audio:
         return None
-    wav = load_audio(path, sample_rate)
-    v0, a0 = _stream_starts(path)
-    k = int(round((v0 - a0) * sample_rate))
-    if k > 0:
-        wav = wav[k:]
-    elif k < 0:
-        wav = np.concatenate([np.zeros(-k, np.float32), wav])
-    return wav
+    return load_video_audio(path, sample_rate)
 
 
 def eval_videos(pred: str | Path, gt: str | Path, out_dir: str | Path, emotion: str | None = None,

@@ -249,6 +249,37 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     return wav
 
 
+def stream_starts(path: str | Path) -> tuple[float, float]:
+    """Start times (s) of the first video and the first audio stream (0 where a stream is missing or its
+    start is unknown, and always 0 without PyAV)."""
+    if backend() == "opencv":
+        return 0.0, 0.0
+    with _open(path) as c:
+        def start(s) -> float:
+            return float(s.start_time * s.time_base) if s is not None and s.start_time is not None else 0.0
+        return start(c.streams.video[0] if c.streams.video else None), \
+            start(c.streams.audio[0] if c.streams.audio else None)
+
+
+def load_video_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
+                     warn: Callable[[str], None] | None = None) -> np.ndarray:
+    """The audio of a video with sample 0 at the first video frame (`read_frames` starts there). Containers
+    may start the streams at different times (a video stream that starts 80 ms after its audio is common):
+    audio before the first frame is dropped, a late audio start is padded with silence. `max_seconds`
+    counts from the first frame. Files without a video stream read as `load_audio`."""
+    v0, a0 = stream_starts(path)
+    k = int(round((v0 - a0) * sample_rate))  # > 0: audio starts k samples before the first frame
+    more = None if max_seconds is None else max_seconds + max(0, k) / sample_rate
+    wav = load_audio(path, sample_rate, more, warn)
+    if k > 0:
+        wav = wav[k:]
+    elif k < 0:
+        wav = np.concatenate([np.zeros(-k, np.float32), wav])
+    if max_seconds is not None:
+        wav = wav[: int(round(max_seconds * sample_rate))]
+    return wav
+
+
 def _wav_header_seconds(path: str | Path) -> float | None:
     """Duration a RIFF/WAVE header declares (data chunk size / byte rate); None for other files and for
     streamed WAVs whose header leaves the size open (0 or 0xFFFFFFFF). FFmpeg caps the size at the file's
