@@ -14,7 +14,13 @@ def feature_rows(wav: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
 
         return np.asarray(log_mel(wav), np.float32), ROWS_PER_FRAME["mel"]
     if kind == "whisper":
-        from emogs.audio.whisper import whisper_features
+        from emogs.audio.cache import cached_rows, store_rows
 
-        return np.asarray(whisper_features(wav), np.float32), ROWS_PER_FRAME["whisper"]
+        rows = cached_rows(wav, kind)
+        if rows is None:
+            from emogs.audio.whisper import whisper_features
+
+            rows = np.asarray(whisper_features(wav), np.float32)
+            store_rows(wav, kind, rows)
+        return rows, ROWS_PER_FRAME["whisper"]
     raise ValueError(f"unknown audio feature kind '{kind}' (mel or whisper)")
