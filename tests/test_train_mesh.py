@@ -87,3 +87,25 @@ def test_mesh_run_resumes_to_the_same_weights(may_dataset, tmp_path):
         torch.set_num_threads(old)
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_packed_dataset_shares_the_expression_basis_through_the_assets(may_dataset, tmp_path, monkeypatch):
+    """pack-dataset writes the person's mesh without the (person-independent) expression basis; with the
+    packed assets the loader restores exactly the basis of the unpacked dataset, without them it says why."""
+    if not (may_dataset / "mesh.npz").is_file():
+        pytest.skip("the test dataset has no mesh fit (ICT-FaceKit not found)")
+    from emogs.errors import InputError
+    from emogs.train.gpu import pack_dataset
+    from emogs.train.loop import ICT_BASIS, person_mesh
+
+    pack_dataset(may_dataset, tmp_path / "ds")
+    with np.load(tmp_path / "ds" / "person_mesh.npz") as z:
+        assert "basis" not in z.files
+    monkeypatch.delenv("EMOGS_ASSETS", raising=False)
+    with pytest.raises(InputError, match=ICT_BASIS):
+        person_mesh(tmp_path / "ds")
+    full = person_mesh(may_dataset)
+    np.savez(tmp_path / ICT_BASIS, basis=full["basis"], expression_names=full["expression_names"])
+    monkeypatch.setenv("EMOGS_ASSETS", str(tmp_path))
+    packed = person_mesh(tmp_path / "ds")
+    assert np.array_equal(packed["basis"], full["basis"]) and np.allclose(packed["neutral"], full["neutral"])

@@ -1,7 +1,7 @@
 """Entry point for a full training on the GPU machine (scripts/gpu_session.sh): one command, <= 10 minutes.
 
     python3 -m emogs.train.gpu DATASET RUN [--budget-s 450] [--iters N] [--variant full] [--out DIR]
-    python -m emogs.train.gpu pack-assets .gpu/train_assets   (here, once: mesh + LPIPS weights)
+    python -m emogs.train.gpu pack-assets .gpu/train_assets   (here, once: face meshes + LPIPS weights)
     python -m emogs.train.gpu pack-dataset datasets/NAME .gpu/ds_NAME   (here: what training reads)
     python -m emogs.io.media mux RUN/test_render.mp4          (here, after: mux the test audio)
 
@@ -38,6 +38,12 @@ def pack_assets(dst: Path) -> None:
     np.savez(dst / "canonical_face_mesh.npz", vertices=v, faces=f, uvs=uv)
     # half precision for the trip (64 MiB travel): LPIPS loads it into float32 parameters (load_state_dict)
     save_file({k: t.half() for k, t in load_file(str(weights_path("alex"))).items()}, str(dst / "lpips_alex.safetensors"))
+    from emogs.mesh.ict import HEAD_REGIONS, load_ict
+    from emogs.train.loop import ICT_BASIS
+
+    ict = load_ict().submesh(HEAD_REGIONS)  # the expression basis every packed person_mesh.npz shares
+    np.savez_compressed(dst / ICT_BASIS, basis=ict.expression_basis.astype(np.float16),
+                        expression_names=np.array(list(ict.expression_names)))
     print(f"assets written to {dst}")
 
 
@@ -63,10 +69,10 @@ def pack_dataset(src: Path, dst: Path, whisper: bool = False) -> None:
     with np.load(src / "tracks.npz", allow_pickle=False) as z:  # landmarks in half precision (< 0.1 px at 512)
         np.savez_compressed(dst / "tracks.npz", **{k: z[k].astype(np.float16) if k == "landmarks" else z[k]
                                                    for k in z.files})
-    if (src / "mesh.npz").is_file():
-        from emogs.train.loop import person_mesh
+    if (src / "mesh.npz").is_file():  # the person's mesh; its expression basis (the same for everyone) goes
+        from emogs.train.loop import person_mesh  # to the packed assets once (pack-assets)
 
-        np.savez_compressed(dst / "person_mesh.npz", **person_mesh(src))
+        np.savez_compressed(dst / "person_mesh.npz", **{k: v for k, v in person_mesh(src).items() if k != "basis"})
     print(f"{src} packed into {dst}: {sum(f.stat().st_size for f in dst.iterdir()) / 2 ** 20:.1f} MB")
 
 

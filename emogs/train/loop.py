@@ -86,6 +86,7 @@ def init_model(cfg: TrainConfig, bank: FrameBank, ds=None) -> TalkingHead:
 
 
 PERSON_MESH = "person_mesh.npz"
+ICT_BASIS = "ict_expression_basis.npz"  # packed assets: the basis person_mesh.npz files packed without one share
 
 
 def person_mesh(root: Path) -> dict[str, np.ndarray]:
@@ -96,7 +97,18 @@ def person_mesh(root: Path) -> dict[str, np.ndarray]:
     root = Path(root)
     if (root / PERSON_MESH).is_file():
         with np.load(root / PERSON_MESH, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            out = {k: z[k] for k in z.files}
+        if "basis" not in out:  # packed without it: the ICT expression basis is the same for every person
+            from emogs.io.assets import packed_asset
+
+            f = packed_asset(ICT_BASIS)
+            if f is None:
+                raise InputError(f"{root / PERSON_MESH}: holds no expression basis and EMOGS_ASSETS has no {ICT_BASIS}")
+            with np.load(f, allow_pickle=False) as z:
+                if [str(n) for n in z["expression_names"]] != [str(n) for n in out["expression_names"]]:
+                    raise InputError(f"{f}: names other expression shapes than {root / PERSON_MESH}")
+                out["basis"] = z["basis"]
+        return out
     from emogs.mesh.ict import HEAD_REGIONS, load_ict
 
     with np.load(root / "mesh.npz", allow_pickle=False) as z:
