@@ -109,3 +109,14 @@ def test_packed_dataset_shares_the_expression_basis_through_the_assets(may_datas
     monkeypatch.setenv("EMOGS_ASSETS", str(tmp_path))
     packed = person_mesh(tmp_path / "ds")
     assert np.array_equal(packed["basis"], full["basis"]) and np.allclose(packed["neutral"], full["neutral"])
+
+
+def test_packed_landmarks_load_as_x_y_with_zero_depth(may_dataset, tmp_path):
+    from emogs.data.dataset import TalkingHeadDataset
+    from emogs.train.gpu import pack_dataset
+
+    pack_dataset(may_dataset, tmp_path / "ds")
+    a = TalkingHeadDataset(may_dataset, split="train")[3]["landmarks"]
+    b = TalkingHeadDataset(tmp_path / "ds", split="train")[3]["landmarks"]
+    assert b.shape == a.shape and np.all(b[:, 2] == 0)
+    assert np.abs(np.asarray(b[:, :2], np.float32) - np.asarray(a[:, :2], np.float32)).max() < 0.5

@@ -140,6 +140,9 @@ class TalkingHeadDataset:
         self.rows_per_frame = self.audio.shape[0] // m["num_frames"]
         with np.load(self.root / "tracks.npz") as z:
             self.tracks = {k: z[k] for k in z.files}
+        lm = self.tracks.get("landmarks")
+        if lm is not None and lm.shape[-1] == 2:  # packed for travel without depth (emogs.train.gpu): z = 0
+            self.tracks["landmarks"] = np.concatenate([lm, np.zeros_like(lm[..., :1])], -1)
         self.frames = frames_memmap(self.root, m)
         self.labels = labels_memmap(self.root, m)
         self._background: np.ndarray | None = None

@@ -53,7 +53,7 @@ TRAIN_FILES = ("manifest.json", "frames.mp4", "audio.wav", "labels.mkv", "backgr
 
 def pack_dataset(src: Path, dst: Path, whisper: bool = False) -> None:
     """Locally: the files training reads from a prepared dataset -> dst/ (what travels to the GPU machine,
-    64 MiB in all: tracks.npz recompressed with half-precision landmarks, Whisper features only with `whisper`), plus, for datasets with a
+    64 MiB in all: tracks.npz recompressed with half-precision landmark x, y, Whisper features only with `whisper`), plus, for datasets with a
     mesh fit, the person's head mesh (`person_mesh.npz`, `emogs.train.loop`), so the GPU machine needs no
     ICT-FaceKit."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -66,9 +66,9 @@ def pack_dataset(src: Path, dst: Path, whisper: bool = False) -> None:
         man = read_json(src / "manifest.json")
         man["features"]["whisper"] = None
         write_json(dst / "manifest.json", man)
-    with np.load(src / "tracks.npz", allow_pickle=False) as z:  # landmarks in half precision (< 0.1 px at 512)
-        np.savez_compressed(dst / "tracks.npz", **{k: z[k].astype(np.float16) if k == "landmarks" else z[k]
-                                                   for k in z.files})
+    with np.load(src / "tracks.npz", allow_pickle=False) as z:  # landmarks x, y in half precision (< 0.1 px at
+        np.savez_compressed(dst / "tracks.npz", **{  # 512; training reads no depth: the loader sets z = 0)
+            k: z[k][..., :2].astype(np.float16) if k == "landmarks" else z[k] for k in z.files})
     if (src / "mesh.npz").is_file():  # the person's mesh; its expression basis (the same for everyone) goes
         from emogs.train.loop import person_mesh  # to the packed assets once (pack-assets)
 
