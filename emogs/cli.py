@@ -202,13 +202,16 @@ def _args_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, help="training run folder (reads RUN/<split>_render.mp4: render | ground truth)")
     p.add_argument("--split", default="test", help="split whose side-by-side render to evaluate (default test)")
     p.add_argument("-o", "--output", type=Path, default=None, help="report folder (default RUN/eval_<split>)")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="the dataset the run was trained on, for per-region errors (default: the folder named "
+                        "in RUN/dataset.json, when it is there)")
     _eval_common(p)
 
 
 def _run_eval(a: argparse.Namespace) -> None:
     from emogs.eval.run import eval_run
 
-    print(eval_run(a.run, a.split, a.output, a.emotion, _eval_options(a), overwrite=a.force))
+    print(eval_run(a.run, a.split, a.output, a.emotion, _eval_options(a), overwrite=a.force, dataset=a.dataset))
 
 
 def _args_eval_videos(p: argparse.ArgumentParser) -> None:

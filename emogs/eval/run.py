@@ -78,10 +78,65 @@ def split_side_by_side(frames):
     return half(a, False), half(b, True)
 
 
+def _region_dataset(folder, dataset: str | Path | None, split: str):
+    """(dataset root, (first, end) frames of the split) for per-region errors, or (None, why not)."""
+    from emogs.data.dataset import load_manifest
+
+    if dataset is not None:
+        root = Path(dataset)
+    else:
+        try:
+            root = Path(folder.dataset_info().get("root") or "")
+        except InputError:
+            return None, "per-region errors: the run has no dataset.json (give the dataset with --dataset)"
+    if dataset is None and not (root / "manifest.json").is_file():
+        return None, f"per-region errors: the run's dataset ({root}) is not here (give it with --dataset)"
+    man = load_manifest(root)
+    folder.check_dataset(man, root)
+    if split not in man["splits"]:
+        raise InputError(f"{root}: has no split '{split}'")
+    return root, tuple(man["splits"][split])
+
+
+def add_region_errors(res, pred_frames, gt_frames, root: Path, span: tuple[int, int], out: Path) -> None:
+    """Per-region errors of a split render (emogs.eval.regions) into `res` (metrics `region_*`, extra
+    `regions`) and the mean error map out/error_map.png (ground truth | error)."""
+    import cv2
+
+    from emogs.data.labels import read_labels
+    from emogs.eval.regions import error_map_image, region_errors
+    from emogs.io.atomic import atomic_path
+
+    a, b = span
+    labels = (lab for i, lab in enumerate(read_labels(root / "labels.mkv")) if a <= i < b)
+    first = {}
+
+    def keep_first(it):
+        for i, f in enumerate(it):
+            if i == 0:
+                first["gt"] = f
+            yield f
+
+    r = region_errors(pred_frames, keep_first(gt_frames), labels)
+    for name, d in r["regions"].items():
+        res.metrics[f"region_{name}_psnr"] = d["psnr"]
+        res.metrics[f"region_{name}_sse_share"] = d["sse_share"]
+    for name in ("still", "moving"):
+        if name in r["frames"]:
+            res.metrics[f"face_psnr_{name}_frames"] = r["frames"][name]["psnr_face"]
+    res.extra["regions"] = {"regions": r["regions"], "frames": r["frames"], "dataset": str(root)}
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "error_map.png") as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(error_map_image(r["error_map"], first["gt"]), cv2.COLOR_RGB2BGR))
+
+
 def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = None,
-             emotion: str | None = None, options: EvalOptions | None = None, overwrite: bool = True) -> Path:
+             emotion: str | None = None, options: EvalOptions | None = None, overwrite: bool = True,
+             dataset: str | Path | None = None) -> Path:
     """Evaluate a training run from RUN/<split>_render.mp4 (render | ground truth side by side, split audio
     muxed in). Adds `fps` from the render benchmark file and keeps RUN/metrics.json as `meta.inputs.train_metrics`.
+    With the run's dataset (`dataset`, else the folder RUN/dataset.json names, when present) also the error
+    per region (emogs.eval.regions) and out/error_map.png.
     The report folder (default RUN/eval_<split>) is checked first; an earlier report only with `overwrite`."""
     from emogs.run import open_run
     from emogs.run.folder import BENCHMARK_FILES
@@ -97,9 +152,14 @@ def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = 
     check_report_dir(out, [video, run / "metrics.json", *(run / b for b in BENCHMARK_FILES)], overwrite)
     o = options or EvalOptions()
     o.emotion = emotion or o.emotion
+    root, span = _region_dataset(folder, dataset, split)
     pred, gt = split_side_by_side(read_frames(video, fps=FPS))
     res = evaluate_frames(pred, gt, load_aligned_audio(video), o)
     _say_notes(res, o)
+    if root is None:
+        res.notes.append(span)
+    else:
+        add_region_errors(res, *split_side_by_side(read_frames(video, fps=FPS)), root, span, out)
     inputs: dict[str, Any] = {"run": str(run), "split": split, "video": str(video),
                               "layout": "left half = render, right half = ground truth", "emotion": o.emotion}
     fps, src = folder.benchmark_fps()
