@@ -256,6 +256,9 @@ def _args_eval_controls(p: argparse.ArgumentParser) -> None:
     p.add_argument("--standard", action="store_true",
                    help="the standard suite: AU01 AU02 AU04 AU05 AU06 AU09 AU12 AU15 AU26 AU45 at 1.0 for 4 s, and "
                         "the surprised sad angry happy disgusted fear presets")
+    p.add_argument("--au-noise", action="append", type=float, default=[], metavar="SD",
+                   help="stress test: the plain controls with frame-level Gaussian noise of this sd on every AU track "
+                        "(seeded); reports the AU-Jerk of the render against the plain render's (repeatable)")
     p.add_argument("-o", "--output", type=Path, default=None, help="report folder (default RUN/eval_controls)")
     p.add_argument("--size", type=int, default=None, help="render size in pixels (default: the run's resolution)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -282,7 +285,7 @@ def _run_eval_controls(a: argparse.Namespace) -> None:
     if a.size is not None and not 16 <= a.size <= 4096:
         raise InputError(f"--size {a.size} out of range (16-4096)")
     duration = len(load_audio(a.audio, 16000)) / 16000
-    conds = conditions_from_args(a.au, a.emotion, a.standard, duration)
+    conds = conditions_from_args(a.au, a.emotion, a.standard, duration, a.au_noise)
     opts = ControlOptions(size=a.size, device=a.device, allow_extrapolation=a.allow_extrapolation,
                           speech_aus=not a.no_speech_aus, goal_au=a.goal_au, goal_emotion=a.goal_emotion,
                           id_stride=a.id_stride, rerender=a.rerender)
