@@ -17,6 +17,8 @@
 #   EMOGS_CONTROLS_AUDIO=WAV after each job: `emogs eval-controls RUN --audio WAV --standard --render-only` (16 kHz
 #                            mono WAV: no PyAV there); the videos come back in the run's tar, measured here with
 #                            `emogs eval-controls RUN --audio WAV --standard --measure-only -o RUN/eval_controls`
+#   EMOGS_CONTROLS_NOISE=SD  with EMOGS_CONTROLS_AUDIO: also the AU-noise stress test (`--au-noise SD`; measure here
+#                            with the same `--standard --au-noise SD --measure-only`)
 #   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars (64 MiB come back at most; tars over 15 MiB
 #                            come back in parts: cat NAME.tar.part* > NAME.tar)
 #   EMOGS_STUDIO_AUDIO=WAV   after the FPS benchmark: scripts/studio_measure.py on the first run (python client;
@@ -79,7 +81,7 @@ for job in "$@"; do
     echo "[gpu] $name (GPU $gpu) finished rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
     if [ -n "${EMOGS_CONTROLS_AUDIO:-}" ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
       timeout 240 python3 -m emogs.cli eval-controls "/tmp/runs/$name" --audio "$EMOGS_CONTROLS_AUDIO" --standard \
-        --render-only --device cuda -o "/tmp/runs/$name/eval_controls" > "$OUT/logs/controls_$name.log" 2>&1
+        ${EMOGS_CONTROLS_NOISE:+--au-noise "$EMOGS_CONTROLS_NOISE"} --render-only --device cuda -o "/tmp/runs/$name/eval_controls" > "$OUT/logs/controls_$name.log" 2>&1
       echo "[gpu] $name controls renders rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
     fi
   ) &

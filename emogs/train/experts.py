@@ -101,7 +101,11 @@ def expert_audio_rows(ds, ecfg, log: Callable[[str], None] = print) -> np.ndarra
 
         log(f"[train] L_sync: {root} has no {name}; computing the expert's {ecfg.audio_feature} features from audio.wav")
         n = int(getattr(ds, "num_frames", 0) or len(ds))
-        return audio_features(load_audio(Path(root) / "audio.wav"), n, ecfg)
+        try:
+            return audio_features(load_audio(Path(root) / "audio.wav"), n, ecfg)
+        except ImportError as e:  # e.g. a machine without faster-whisper (the GPU image)
+            raise InputError(f"L_sync: {root} has no {name} and it cannot be computed here ({e}); copy the "
+                             "dataset's audio_whisper.npy along (pack-dataset --whisper)") from None
     raise InputError(f"L_sync needs the dataset's {ecfg.audio_feature} features ({name}) or its audio.wav; "
                      "re-prepare with Whisper on, or train with --config-json '{\"loss.sync\": 0}'")
 
