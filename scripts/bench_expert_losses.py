@@ -4,13 +4,15 @@ densification) with L_sync / L_AU off, L_AU only, every step a sync step, and th
 
     python scripts/bench_expert_losses.py DATASET -o bench.json [--iters 40] [--resolution 128] [--device cpu]
 
-Seconds per iteration are the wall time of the iterations after the first log interval (warm-up left out),
-from the run's train_log.jsonl (`it_s`). With --repeats R the cases run R times interleaved and the
-fastest of each is kept (a shared machine's load only ever slows a run down); every repeat is recorded."""
+Per case: CPU seconds per iteration (process time, one thread: what the step costs, much less sensitive
+to a shared machine's load than wall time) and wall seconds per iteration, both over the iterations after
+the first log interval (warm-up left out). With --repeats R the cases run R times interleaved and the
+lowest of each is kept; every repeat is recorded."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -52,21 +54,30 @@ def main() -> None:
                 "resolution": a.resolution, "log_every": log_every,
                 "densify.start": 10 ** 6, "densify.stop": 10 ** 6, "preview_every": 10 ** 6,
                 "checkpoint_every": 10 ** 6, "eval_lpips": False, "model.kind": a.model, "device": a.device, **over})
-            t0 = time.time()
             run = tmp / name.replace(" ", "_").replace(":", "").replace("/", "")
-            train(a.dataset, run, cfg, max_steps=a.iters, log=lambda _: None)
-            recs = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()][1:]
-            s_it = sum(log_every / r["it_s"] for r in recs) / (log_every * len(recs))
-            prev = res.get(name, {}).get("repeats_s_per_it", [])
-            res[name] = dict(s_per_it=round(min(prev + [s_it]), 4), repeats_s_per_it=prev + [round(s_it, 4)],
-                             overrides=over, wall_s=round(time.time() - t0, 1), num_gaussians=recs[-1]["num_gaussians"])
-            print(f"{name} (repeat {rep}): {s_it:.3f} s/it", flush=True)
+            marks: list[tuple[float, float]] = []  # (process time, wall time) at each iteration log line
+
+            def log(msg: str) -> None:
+                if msg.startswith("[train] it ") and "densify" not in msg:
+                    marks.append((time.process_time(), time.time()))
+
+            train(a.dataset, run, cfg, max_steps=a.iters, log=log)
+            n = log_every * (len(marks) - 1)
+            cpu, wall = (marks[-1][0] - marks[0][0]) / n, (marks[-1][1] - marks[0][1]) / n
+            recs = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+            prev = res.get(name, {})
+            cpus, walls = prev.get("repeats_cpu_s_per_it", []) + [round(cpu, 4)], prev.get("repeats_wall_s_per_it", []) + [round(wall, 4)]
+            res[name] = dict(cpu_s_per_it=min(cpus), wall_s_per_it=min(walls), repeats_cpu_s_per_it=cpus,
+                             repeats_wall_s_per_it=walls, overrides=over, num_gaussians=recs[-1]["num_gaussians"],
+                             load_avg_after=round(os.getloadavg()[0], 2))
+            print(f"{name} (repeat {rep}): {cpu:.3f} CPU s/it, {wall:.3f} wall s/it, load {os.getloadavg()[0]:.1f}",
+                  flush=True)
             shutil.rmtree(run, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    base = res["no expert losses"]["s_per_it"]
+    base = res["no expert losses"]["cpu_s_per_it"]
     for v in res.values():
-        v["relative"] = round(v["s_per_it"] / base, 2)
+        v["relative_cpu"] = round(v["cpu_s_per_it"] / base, 2)
     out = dict(dataset=str(a.dataset), iters=a.iters, repeats=a.repeats, resolution=a.resolution, device=a.device, model=a.model,
                machine=platform.processor() or platform.machine(), torch=torch.__version__, threads=1, cases=res)
     a.out.write_text(json.dumps(out, indent=2))
