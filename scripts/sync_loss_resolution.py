@@ -5,9 +5,12 @@ the true audio windows against the same windows shifted by +-k frames, and L_AU 
 their own tracked AUs.
 
     python scripts/sync_loss_resolution.py DATASET --sizes 128 256 512 --frames 400 [--shift 5] -o out.json
+    python scripts/sync_loss_resolution.py DATASET --runs RUN [RUN ...] [--shift 5] -o out.json
 
 Per size: mean L_sync (1 - cos) with the true audio and with the shifted audio, the share of windows whose
-true-audio loss is below both shifted ones, and mean L_AU."""
+true-audio loss is below both shifted ones, and mean L_AU. With --runs: the same on each run's test-split
+renders (the left half of RUN/test_render.mp4, at the run's resolution) and, beside them, on the ground-truth
+test frames (the right half)."""
 from __future__ import annotations
 
 import argparse
@@ -43,9 +46,14 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     p.add_argument("--frames", type=int, default=400)
     p.add_argument("--shift", type=int, default=5)
+    p.add_argument("--runs", type=Path, nargs="*", default=[])
     p.add_argument("-o", "--out", type=Path, required=True)
     a = p.parse_args()
     torch.set_num_threads(1)
+    if a.runs:
+        res = {str(r): on_run(a.dataset, r, a.shift) for r in a.runs}
+        a.out.write_text(json.dumps(dict(dataset=str(a.dataset), shift=a.shift, runs=res), indent=2))
+        return
     from emogs.experts.aunet import au_consistency_loss, face_crops
     from emogs.experts.sync import audio_windows, mouth_windows
     from emogs.train.config import build_config
@@ -81,6 +89,49 @@ def main() -> None:
                       true_below_both_shifts=float(((true < late) & (true < early)).mean()), l_au_real=l_au)
         print(S, json.dumps(res[S]), flush=True)
     a.out.write_text(json.dumps(dict(dataset=str(a.dataset), frames=a.frames, shift=a.shift, sizes=res), indent=2))
+
+
+def window_losses(e, mouths: torch.Tensor, rows: np.ndarray, centres: np.ndarray, shift: int) -> dict:
+    """mouths (W, 5, h, w, 3) of windows centred on clip frames `centres` -> L_sync true vs shifted audio."""
+    from emogs.experts.sync import audio_windows
+
+    with torch.no_grad():
+        v = e.embed_video_rgb(mouths)
+
+        def loss(s: int) -> np.ndarray:
+            aw = torch.from_numpy(np.asarray(audio_windows(rows, e.cfg, centres + s), np.float32))
+            return (1 - (v * e.embed_audio(aw)).sum(-1)).numpy()
+
+        true, late, early = loss(0), loss(shift), loss(-shift)
+    return dict(windows=int(len(centres)), l_sync_true=float(true.mean()), l_sync_audio_late=float(late.mean()),
+                l_sync_audio_early=float(early.mean()), true_below_both_shifts=float(((true < late) & (true < early)).mean()))
+
+
+def on_run(dataset: Path, run: Path, shift: int) -> dict:
+    from emogs.data.dataset import TalkingHeadDataset
+    from emogs.experts.crops import crop_affines
+    from emogs.experts.sync import load_sync_expert, mouth_windows
+    from emogs.io.media import read_frames
+    from emogs.train.experts import expert_audio_rows
+
+    e = load_sync_expert()
+    ds = TalkingHeadDataset(dataset, split="test")
+    side = np.stack(list(read_frames(run / "test_render.mp4")))
+    S = side.shape[1]
+    halves = {"render": side[:, :, :S], "ground truth": side[:, :, S:2 * S]}
+    idx = ds.indices[: len(side)]
+    A = crop_affines(np.asarray(ds.tracks["landmarks"], np.float32)[..., :2], e.cfg.region)[idx] * (S / ds.manifest["size"])
+    rows = expert_audio_rows(ds, e.cfg, log=lambda _: None)
+    p = np.arange(2 + shift, len(idx) - 2 - shift)
+    win = p[:, None] + np.arange(-2, 3)[None]
+    out = {}
+    for k, fr in halves.items():
+        x = torch.from_numpy(fr[win.reshape(-1)]).float().reshape(len(p), 5, S, S, 3) / 255
+        out[k] = window_losses(e, mouth_windows(x, torch.from_numpy(A[win]), e.cfg.region), rows, idx[p], shift)
+    cfg = json.loads((run / "config.json").read_text())
+    out["loss"] = {k: cfg["loss"].get(k) for k in ("sync", "au", "sync_every")}
+    print(run, json.dumps(out), flush=True)
+    return out
 
 
 if __name__ == "__main__":
