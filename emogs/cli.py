@@ -227,6 +227,26 @@ def _run_eval_videos(a: argparse.Namespace) -> None:
     print(eval_videos(a.pred, a.gt, a.output, a.emotion, _eval_options(a), overwrite=a.force))
 
 
+def _args_eval_table(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", type=Path, nargs="+", help="finished run folders (seeds of one configuration are grouped)")
+    p.add_argument("-o", "--output", type=Path, default=Path("ablation_table.md"),
+                   help="markdown table (default ablation_table.md; the numbers go to the same name with .json)")
+    p.add_argument("--eval-dir", default="eval_test", help="`emogs eval` report folder inside each run (default eval_test)")
+    p.add_argument("--controls-dir", default="eval_controls",
+                   help="`emogs eval-controls` report folder inside each run (default eval_controls)")
+
+
+def _run_eval_table(a: argparse.Namespace) -> None:
+    from emogs.errors import InputError
+    from emogs.eval.table import eval_table
+
+    if a.output.suffix.lower() == ".json":
+        raise InputError(f"{a.output}: give the markdown name (e.g. table.md); the .json is written beside it")
+    out = eval_table(a.runs, a.output, a.eval_dir, a.controls_dir)
+    print(out.read_text(encoding="utf-8"))
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
 def _args_eval_controls(p: argparse.ArgumentParser) -> None:
     from emogs.eval.controls import GOAL_AU, GOAL_EMOTION
 
@@ -239,6 +259,9 @@ def _args_eval_controls(p: argparse.ArgumentParser) -> None:
     p.add_argument("--standard", action="store_true",
                    help="the standard suite: AU01 AU02 AU04 AU05 AU06 AU09 AU12 AU15 AU26 AU45 at 1.0 for 4 s, and "
                         "the surprised sad angry happy disgusted fear presets")
+    p.add_argument("--au-noise", action="append", type=float, default=[], metavar="SD",
+                   help="stress test: the plain controls with frame-level Gaussian noise of this sd on every AU track "
+                        "(seeded); reports the AU-Jerk of the render against the plain render's (repeatable)")
     p.add_argument("-o", "--output", type=Path, default=None, help="report folder (default RUN/eval_controls)")
     p.add_argument("--size", type=int, default=None, help="render size in pixels (default: the run's resolution)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -265,7 +288,7 @@ def _run_eval_controls(a: argparse.Namespace) -> None:
     if a.size is not None and not 16 <= a.size <= 4096:
         raise InputError(f"--size {a.size} out of range (16-4096)")
     duration = len(load_audio(a.audio, 16000)) / 16000
-    conds = conditions_from_args(a.au, a.emotion, a.standard, duration)
+    conds = conditions_from_args(a.au, a.emotion, a.standard, duration, a.au_noise)
     opts = ControlOptions(size=a.size, device=a.device, allow_extrapolation=a.allow_extrapolation,
                           speech_aus=not a.no_speech_aus, goal_au=a.goal_au, goal_emotion=a.goal_emotion,
                           id_stride=a.id_stride, rerender=a.rerender)
@@ -347,6 +370,8 @@ COMMANDS = {
     "eval-videos": (_args_eval_videos, _run_eval_videos, "metrics report of a predicted video against ground truth"),
     "eval-controls": (_args_eval_controls, _run_eval_controls,
                       "did my AU / emotion edit work? render plain and edited, measure what moved"),
+    "eval-table": (_args_eval_table, _run_eval_table,
+                   "the ablation table from saved runs: mean and spread over seeds per speaker and configuration"),
     "export": (_args_export, _run_export, "export the head's Gaussians at an expression as a 3DGS .ply"),
     "demo": (_args_demo, _run_demo, "the whole pipeline on a synthetic subject (or --video): synth, prepare, train, "
                                     "render, eval -> index.html"),

@@ -2,10 +2,13 @@
 # One GPU call (device tool, <= 10 minutes): train prepared clips, one training per GPU (round robin over the
 # GPUs the machine has), then measure end-to-end render FPS of the first run.
 #
-#   bash scripts/gpu_session.sh JOB [JOB ...]     JOB = DATASET[:VARIANT[:TAG[:ITERS]]]  e.g. macron macron:audio acosta:full
+#   bash scripts/gpu_session.sh JOB [JOB ...]     JOB = DATASET[:VARIANT[:TAG[:ITERS[:SEED]]]]
+#                                                 e.g. macron macron:audio acosta:full macron:au:::2
 #
-# Each JOB trains .gpu/ds_DATASET into /tmp/runs/DATASET[_VARIANT][_TAG]; VARIANT is a model variant
-# (audio | au | au_szpab | au_citae | full, default full); ITERS fixes that job's iteration count. Environment:
+# Each JOB trains .gpu/ds_DATASET into /tmp/runs/DATASET[_VARIANT][_TAG][_sSEED]; VARIANT is a model variant
+# (audio | au | au_szpab | au_citae | full, default full; "full" adds L_sync and L_AU, which read the dataset's
+# audio_whisper.npy: pack it with `pack-dataset ... --whisper`); ITERS fixes that job's iteration count; SEED
+# the training seed (config `seed`, default 0). The ablation table of such runs: scripts/ablation_table.py. Environment:
 #   EMOGS_TRAIN_ITERS=N      fixed iteration count for every job (ablations: same iterations for all)
 #   EMOGS_TRAIN_BUDGET_S=S   wall-clock training budget per job (default: what the 10 minutes leave)
 #   EMOGS_CONFIG_JSON=JSON   config overrides for every job (e.g. '{"model.audio_feature": "whisper"}')
@@ -14,6 +17,8 @@
 #   EMOGS_CONTROLS_AUDIO=WAV after each job: `emogs eval-controls RUN --audio WAV --standard --render-only` (16 kHz
 #                            mono WAV: no PyAV there); the videos come back in the run's tar, measured here with
 #                            `emogs eval-controls RUN --audio WAV --standard --measure-only -o RUN/eval_controls`
+#   EMOGS_CONTROLS_NOISE=SD  with EMOGS_CONTROLS_AUDIO: also the AU-noise stress test (`--au-noise SD`; measure here
+#                            with the same `--standard --au-noise SD --measure-only`)
 #   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars (64 MiB come back at most; tars over 15 MiB
 #                            come back in parts: cat NAME.tar.part* > NAME.tar)
 #   EMOGS_STUDIO_AUDIO=WAV   after the FPS benchmark: scripts/studio_measure.py on the first run (python client;
@@ -62,19 +67,21 @@ ITERS_ARG=(); [ -n "${EMOGS_TRAIN_ITERS:-}" ] && ITERS_ARG=(--iters "$EMOGS_TRAI
 echo "[gpu] $NGPU GPUs, $NCPU CPUs, $NJOB jobs ($PER threads each), budget ${BUDGET}s, iters ${EMOGS_TRAIN_ITERS:-auto}" | tee -a "$LOG"
 names=(); i=0
 for job in "$@"; do
-  IFS=: read -r ds variant tag iters <<< "$job"; variant=${variant:-full}
+  IFS=: read -r ds variant tag iters seed <<< "$job"; variant=${variant:-full}
   it_arg=("${ITERS_ARG[@]}"); [ -n "$iters" ] && it_arg=(--iters "$iters")
+  seed_arg=(); [ -n "$seed" ] && seed_arg=(--seed "$seed")
   name="$ds"; [ "$variant" != full ] && name="${name}_$variant"; [ -n "$tag" ] && name="${name}_$tag"
+  [ -n "$seed" ] && name="${name}_s$seed"
   names+=("$name"); gpu=$(( i % NGPU ))
   cfgvar="EMOGS_CONFIG_JSON_${tag}"; cfg="${!cfgvar:-${EMOGS_CONFIG_JSON:-}}"
   (
     export CUDA_VISIBLE_DEVICES=$gpu OMP_NUM_THREADS=$PER MKL_NUM_THREADS=$PER
     timeout $(( BUDGET + 200 )) python3 -m emogs.train.gpu ".gpu/ds_$ds" "/tmp/runs/$name" --budget-s "$BUDGET" \
-      --variant "$variant" "${it_arg[@]}" ${cfg:+--config-json "$cfg"} > "$OUT/logs/train_$name.log" 2>&1
+      --variant "$variant" "${it_arg[@]}" "${seed_arg[@]}" ${cfg:+--config-json "$cfg"} > "$OUT/logs/train_$name.log" 2>&1
     echo "[gpu] $name (GPU $gpu) finished rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
     if [ -n "${EMOGS_CONTROLS_AUDIO:-}" ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
       timeout 240 python3 -m emogs.cli eval-controls "/tmp/runs/$name" --audio "$EMOGS_CONTROLS_AUDIO" --standard \
-        --render-only --device cuda -o "/tmp/runs/$name/eval_controls" > "$OUT/logs/controls_$name.log" 2>&1
+        ${EMOGS_CONTROLS_NOISE:+--au-noise "$EMOGS_CONTROLS_NOISE"} --render-only --device cuda -o "/tmp/runs/$name/eval_controls" > "$OUT/logs/controls_$name.log" 2>&1
       echo "[gpu] $name controls renders rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
     fi
   ) &

@@ -92,6 +92,25 @@ def test_conditions_from_the_command_line() -> None:
         ec.conditions_from_args(["AU99=1"], [], False, 5.0)
     with pytest.raises(InputError, match="given twice"):
         ec.conditions_from_args(["AU12=1", "AU12=1"], [], False, 5.0)
+    cs = ec.conditions_from_args([], [], False, 5.0, [0.1])
+    assert [c.kind for c in cs] == ["plain", "noise"] and cs[1].name == "au_noise_0_1" and cs[1].noise == 0.1
+    with pytest.raises(InputError, match="noise sd"):
+        ec.conditions_from_args([], [], False, 5.0, [0.0])
+
+
+def test_au_noise_plan_is_seeded_keeps_the_mask_and_raises_the_input_jerk() -> None:
+    from emogs.control.plan import build_plan
+    from emogs.eval.au_metrics import au_jerk, au_jerk_per_au
+
+    plans = ec.plans_for([ec.PLAIN, ec.Condition("n", noise=0.05)], 200, np.full(17, 0.3, np.float32), False)
+    plain, noisy = plans["plain"], plans["n"]
+    again = ec.add_au_noise(build_plan(200, 25.0, default_au=np.full(17, 0.3, np.float32), blinks=False), 0.05)
+    assert np.array_equal(noisy.au, again.au) and np.array_equal(noisy.mask, plain.mask)
+    d = noisy.au - plain.au
+    assert 0.04 < d.std() < 0.06 and abs(d.mean()) < 0.01 and noisy.au.min() >= 0 and noisy.au.max() <= 1
+    assert au_jerk(plain.au) < 1e-6 and 0.085 < au_jerk(noisy.au) < 0.11  # E|N(0, 6 x .05^2)| = 0.098
+    per = au_jerk_per_au(noisy.au)
+    assert per.shape == (17,) and np.mean(per) == pytest.approx(au_jerk(noisy.au))
 
 
 @pytest.mark.slow
@@ -101,11 +120,15 @@ def test_eval_controls_end_to_end_on_a_tiny_run(tiny_run, shared_data, tmp_path,
     audio = shared_data / "audio" / "emotalk_happy.wav"
     out = tmp_path / "ec"
     argv = ["eval-controls", str(tiny_run), "--audio", str(audio), "--au", "AU04=1@1-2.5", "--emotion", "sad",
-            "--size", "256", "-o", str(out), "--id-stride", "10"]
+            "--au-noise", "0.2", "--size", "256", "-o", str(out), "--id-stride", "10"]
     assert main(argv) == 0
     doc = json.loads((out / "results.json").read_text())
     c = doc["conditions"]
-    assert list(c) == ["plain", "AU04_1_1-2_5", "sad"]
+    assert list(c) == ["plain", "AU04_1_1-2_5", "sad", "au_noise_0_2"]
+    nz = c["au_noise_0_2"]
+    assert nz["kind"] == "noise" and nz["au_jerk_received"] > nz["au_jerk_received_plain"] + 0.1
+    assert nz["au_jerk"] is not None and nz["au_jerk_plain"] == c["plain"]["au_jerk"]
+    assert "AU-noise stress test" in (out / "tables.md").read_text()
     a = c["AU04_1_1-2_5"]
     assert a["kind"] == "au" and a["au"] == "AU04" and a["frames_in"] > 5 and a["frames_out"] > 5
     assert a["received_in"] > a["received_out"]  # the model was asked for more AU04 in the window
@@ -118,7 +141,7 @@ def test_eval_controls_end_to_end_on_a_tiny_run(tiny_run, shared_data, tmp_path,
     assert main(argv) == 2  # an earlier report is not replaced without --force
     assert "--force" in capsys.readouterr().err
     assert main(argv + ["--force"]) == 0  # the same settings: renders reused
-    assert "reusing 3 renders" in capsys.readouterr().err
+    assert "reusing 4 renders" in capsys.readouterr().err
     assert mtimes == {p.name: p.stat().st_mtime_ns for p in (out / "videos").glob("*.mp4")}
     # bad inputs: one-line error, exit 2, before any rendering
     assert main(["eval-controls", str(tiny_run), "--audio", str(audio), "-o", str(tmp_path / "x")]) == 2

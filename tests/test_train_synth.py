@@ -47,12 +47,22 @@ class SynthHeadDataset:
         aus = 0.3 + 0.2 * np.sin(t[:, None] * rng.uniform(0.1, 0.5, 17) + rng.uniform(0, 6, 17))
         aus[:, 14] = aus[:, 15] = self.openness  # AU25, AU26
         self.aus = np.clip(aus, 0, 1).astype(np.float32)
+        # the lip-sync expert's audio rows (50 Hz x 512, like audio_whisper.npy) for clip frames 0 .. start + n
+        wrows = np.repeat(np.clip(0.5 + 0.5 * np.sin(np.arange(start + n) * 0.7) * np.cos(np.arange(start + n) * 0.23), 0, 1), 2)
+        self.expert_audio_rows = (wrows[:, None] * rng.normal(size=512)[None]
+                                  + 0.1 * rng.normal(size=(len(wrows), 512))).astype(np.float32)
         bg = np.full((size, size, 3), 0.55, np.float32)
         bg[int(0.82 * size):, int(0.15 * size):int(0.85 * size)] = (0.2, 0.25, 0.5)  # torso
         self.background = bg
 
     def __len__(self) -> int:
         return self.n
+
+    def landmarks(self, i: int) -> np.ndarray:
+        """(478, 3) MediaPipe-indexed landmarks in pixels: the painted mesh's projected vertices (iris 0)."""
+        lm = np.zeros((478, 3), np.float32)
+        lm[:468, :2] = project(self.verts.astype(np.float64), self.K, self.w2c[i])
+        return lm
 
     def _draw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         s = self.size
@@ -92,7 +102,7 @@ class SynthHeadDataset:
         return dict(index=np.int64(self.start + i), image=img, labels=lab, world_to_cam=self.w2c[i].astype(np.float32),
                     K=self.K.astype(np.float32), audio=self.audio_rows[ridx], au=self.aus[i],
                     au_window=self.aus[aidx], blendshapes=np.zeros(52, np.float32),
-                    landmarks=np.zeros((478, 3), np.float32))
+                    landmarks=self.landmarks(i))
 
 
 def synth_splits(n_train: int = 36, n_test: int = 6, size: int = 96):

@@ -26,3 +26,12 @@ def au_jerk(aus: np.ndarray) -> float:
     j = np.abs(aus[2:] - 2 * aus[1:-1] + aus[:-2])
     ok = ~np.isnan(j).any(axis=1)
     return float(j[ok].mean()) if ok.any() else float("nan")
+
+
+def au_jerk_per_au(aus: np.ndarray) -> np.ndarray:
+    """(17,) `au_jerk` of each AU column separately (NaN rows skipped; NaN where fewer than 3 frames)."""
+    if len(aus) < 3:
+        return np.full(aus.shape[1], np.nan)
+    j = np.abs(aus[2:] - 2 * aus[1:-1] + aus[:-2])
+    ok = ~np.isnan(j).any(axis=1)
+    return j[ok].mean(0) if ok.any() else np.full(aus.shape[1], np.nan)

@@ -8,6 +8,10 @@ expressive frames; dlib for identity) and reports, per condition:
   render; effect = edit delta - plain delta; the AU the model received (after speech AUs and the clamp to
   the training range) next to what was asked; every other AU's effect (off-target motion);
 - emotion presets: each defining AU's clip mean on the preset render minus the plain render's;
+- AU-noise stress tests (`--au-noise SD`): the plain controls with frame-level Gaussian noise (sd SD,
+  seeded) added to all 17 AU tracks; the AU-Jerk (emogs.eval.au_metrics) of the render's measured AUs
+  against the plain render's, and of the noisy track the model received: how much of the input's jitter
+  reaches the face (the paper's test of CIT-AE's temporal smoothing);
 - for every condition: the lip and face landmark shift against the plain render (px at 512), the mouth
   track's correlation with the plain one, the share of the pixel change that falls outside the face oval,
   dlib identity cosine against the plain render, and whether the edit reached its goal (`--goal-au`,
@@ -38,6 +42,7 @@ GOAL_EMOTION = 0.2  # a preset "works" for a defining AU that rises this much
 MARGIN_S = 0.2  # frames this close to a ramp of the edit count neither as inside nor outside
 MIN_ANALYSIS_SIZE = 256  # small renders are upscaled before MediaPipe (its detector misses tiny faces)
 SHEET_TILE = 200
+NOISE_SEED = 0  # the AU-noise conditions' noise is seeded: the same plan at render and at measuring time
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,18 @@ class Condition:
     name: str
     au: tuple[str, ...] = ()
     emotion: str | None = None
+    noise: float = 0.0  # sd of the frame-level Gaussian noise added to the plain plan's AU tracks
 
     @property
     def kind(self) -> str:
+        if self.noise > 0:
+            return "noise"
         return "emotion" if self.emotion else ("au" if self.au else "plain")
 
     def flags(self) -> str:
-        """The `emogs render` flags of this condition."""
+        """The `emogs render` flags of this condition (a noise condition has none: its plan is built here)."""
+        if self.noise > 0:
+            return f"(AU tracks + N(0, {self.noise:g}) per frame, seed {NOISE_SEED})"
         out = [f"--emotion {self.emotion}"] if self.emotion else []
         out += [f"--au {a}" for a in self.au]
         return " ".join(out) or "(none)"
@@ -84,9 +94,9 @@ def standard_conditions(duration: float) -> list[Condition]:
 
 
 def conditions_from_args(au: list[str] | None, emotion: list[str] | None, standard: bool,
-                         duration: float) -> list[Condition]:
+                         duration: float, au_noise: list[float] | None = None) -> list[Condition]:
     """CLI lists -> conditions: each --au value one AU-edit condition, each --emotion one preset, --standard
-    the suite; plain always first."""
+    the suite, each --au-noise SD one noise condition; plain always first."""
     from emogs.control.emotions import EMOTION_NAMES
     from emogs.control.parse import parse_au_spec, parse_emotion
 
@@ -100,8 +110,12 @@ def conditions_from_args(au: list[str] | None, emotion: list[str] | None, standa
         out += standard_conditions(duration)
     out += [Condition(_safe_name(a), (a,)) for a in au]
     out += [Condition(_safe_name(e), (), e) for e in emotion]
+    for sd in au_noise or []:
+        if not 0 < sd <= 1:
+            raise InputError(f"--au-noise {sd}: the noise sd must be in (0, 1] (AU intensity units)")
+        out.append(Condition(_safe_name(f"au_noise_{sd:g}"), noise=float(sd)))
     if len(out) == 1:
-        raise InputError("nothing to measure: give --au AU=V[@S-E], --emotion NAME[:I] or --standard")
+        raise InputError("nothing to measure: give --au AU=V[@S-E], --emotion NAME[:I], --au-noise SD or --standard")
     names = [c.name for c in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -125,11 +139,24 @@ class ControlOptions:
 
 
 # -- plans: what each render asked for and what the model received ------------------------------------------
+def add_au_noise(plan, sd: float, seed: int = NOISE_SEED):
+    """A copy of a ControlPlan with N(0, sd) added to every AU of every frame (clipped to [0, 1]); the mask
+    is kept, so speech AUs still add their deviation where the user set nothing."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    au = np.clip(plan.au + rng.normal(0.0, sd, plan.au.shape), 0.0, 1.0).astype(np.float32)
+    return dataclasses.replace(plan, au=au, layers=[*plan.layers, f"AU noise N(0, {sd:g}) per frame, seed {seed}"])
+
+
 def plans_for(conditions: list[Condition], num_frames: int, default_au: np.ndarray, blinks: bool) -> dict:
     from emogs.control.plan import build_plan
 
-    return {c.name: build_plan(num_frames, FPS, au=list(c.au) or None, emotion=c.emotion, default_au=default_au,
-                               blinks=blinks) for c in conditions}
+    out = {}
+    for c in conditions:
+        p = build_plan(num_frames, FPS, au=list(c.au) or None, emotion=c.emotion, default_au=default_au, blinks=blinks)
+        out[c.name] = add_au_noise(p, c.noise) if c.noise > 0 else p
+    return out
 
 
 def received_aus(plans: dict, wav: np.ndarray, run, opts: ControlOptions) -> dict[str, np.ndarray]:
@@ -198,11 +225,15 @@ def render_conditions(run, audio: Path, wav: np.ndarray, conditions: list[Condit
         return paths
     from emogs.avatar import Avatar
 
+    from emogs.io.media import frames_for_audio
+
     av = Avatar.load(run.path, device=opts.device, size=opts.size)
     for k, c in enumerate(todo):
         t0 = time.time()
+        plan = add_au_noise(av.plan(frames_for_audio(len(wav), SAMPLE_RATE, FPS), blinks=opts.blinks), c.noise) \
+            if c.noise > 0 else None
         av.render(wav, paths[c.name], au=list(c.au) or None, emotion=c.emotion, blinks=opts.blinks, quiet=True,
-                  allow_extrapolation=opts.allow_extrapolation, speech_aus=opts.speech_aus, batch=opts.batch)
+                  allow_extrapolation=opts.allow_extrapolation, speech_aus=opts.speech_aus, batch=opts.batch, plan=plan)
         specs[c.name] = render_spec(model_sha, audio_sha, c, opts)
         write_json(spec_file, specs)
         log(f"[eval-controls] rendered {c.name} ({c.flags()}) [{k + 1}/{len(todo)}] in {time.time() - t0:.1f} s")
@@ -403,6 +434,7 @@ def measure(frames: dict[str, np.ndarray], conditions: list[Condition], plans: d
     from emogs.control.names import AU_INDEX, AU_NAMES
     from emogs.control.parse import parse_emotion
     from emogs.eval import landmarks as lmk
+    from emogs.eval.au_metrics import au_jerk, au_jerk_per_au
 
     names = [c.name for c in conditions]
     if names[0] != "plain":
@@ -431,7 +463,7 @@ def measure(frames: dict[str, np.ndarray], conditions: list[Condition], plans: d
                                  lip_shift_px512=_mean(lmk.lmd(lms[n], lms["plain"], lmk.LIPS, W)),
                                  face_shift_px512=_mean(lmk.lmd(lms[n], lms["plain"], lmk.FACE, W)),
                                  mouth_corr_vs_plain=pearson(mouth, mouth_plain), **ident[n],
-                                 **mouth_motion(raw[n]["landmarks"], ok[n], wav))
+                                 **mouth_motion(raw[n]["landmarks"], ok[n], wav), au_jerk=au_jerk(meas[n][:F]))
         if c.kind == "au":
             au = c.edited_au()
             j = AU_INDEX[au]
@@ -457,6 +489,11 @@ def measure(frames: dict[str, np.ndarray], conditions: list[Condition], plans: d
                      worked=bool(idx) and all(s["aus"][j]["worked"] for j in idx),
                      **{f"locality_{k}": v for k, v in locality(frames["plain"], frames[n], inside_face,
                                                                  everything).items()})
+        elif c.kind == "noise":
+            r.update(noise_sd=c.noise, au_jerk_plain=au_jerk(meas["plain"][:F]),
+                     au_jerk_received=au_jerk(received[n][:F]), au_jerk_received_plain=au_jerk(received["plain"][:F]),
+                     au_jerk_all_aus=dict(zip(AU_NAMES, au_jerk_per_au(meas[n][:F]))),
+                     au_jerk_plain_all_aus=dict(zip(AU_NAMES, au_jerk_per_au(meas["plain"][:F]))))
         else:
             r.update(measured_mean=dict(zip(AU_NAMES, np.nanmean(meas[n], axis=0))))
         res[n] = r
@@ -601,6 +638,10 @@ def f2(x: Any, signed: bool = False) -> str:
     return f"{x:+.2f}" if signed else f"{x:.2f}"
 
 
+def f4(x: Any) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.4f}"
+
+
 def tables(res: dict[str, Any], goal_au: float = GOAL_AU, goal_emotion: float = GOAL_EMOTION) -> str:
     """Markdown tables of `measure`'s results (strict-JSON form: NaN as None)."""
     L = ["### AU edits: the edited AU measured on the render, where the edit is fully on vs off (more than 0.2 s "
@@ -631,6 +672,13 @@ def tables(res: dict[str, Any], goal_au: float = GOAL_AU, goal_emotion: float = 
         share = r.get("locality_outside_share")
         L.append(f"| `{r['flags']}` | {cells} | {'yes' if r['worked'] else 'no'} | {f2(r['lip_shift_px512'])} | "
                  f"{'n/a' if share is None else f'{100 * share:.0f}%'} | {f2(r['id_cos_vs_plain_min'])} |")
+    noisy = {n: r for n, r in res.items() if r.get("kind") == "noise"}
+    if noisy:
+        L += ["", "### AU-noise stress test: AU-Jerk (mean |second difference| per frame^2) of the measured AUs", "",
+              "| condition | render | plain render | AU track received (noisy) | received (plain) |", "|---|---|---|---|---|"]
+        for n, r in noisy.items():
+            L.append(f"| {n} | {f4(r['au_jerk'])} | {f4(r['au_jerk_plain'])} | {f4(r['au_jerk_received'])} | "
+                     f"{f4(r['au_jerk_received_plain'])} |")
     p = res.get("plain", {})
     L += ["", "### Every render: mouth motion with the speech", "",
           "| condition | tracked | mouth opening sd | mouth-audio r(0) | best r (lag) | mouth r vs plain |",

@@ -21,6 +21,14 @@ class LossConfig:
     raar_margin: float = 0.2
     mouth_depth: float = 0.1  # fine stage: mouth-interior Gaussians stay behind the lip surface
     offset_reg: float = 0.001  # small L2 on position offsets (keeps the canonical head meaningful)
+    # expert losses (emogs.train.experts): the frozen lip-sync expert and AUNet of emogs.experts judge renders
+    sync: float = 0.1  # L_sync: 1 - cos(expert video embedding of 5 rendered mouths, its Whisper audio window)
+    sync_every: int = 4  # a sync step every `sync_every` iterations: its batch is sync_windows x 5 consecutive frames
+    sync_windows: int = 1  # 5-frame windows per sync step
+    sync_start: int = -1  # first iteration with sync steps; -1: the fine stage's start (a face to judge)
+    sync_mode: str = "cosine"  # cosine: mean(1 - cos) | bce: mean(-log((1 + cos) / 2))
+    au: float = 0.05  # L_AU: mean |AUNet(face crop of the render) - the frame's tracked AUs| (tracks.npz aus)
+    au_start: int = -1  # first iteration with L_AU; -1: the fine stage's start
 
 
 @dataclass
@@ -84,6 +92,8 @@ class TrainConfig:
             "densify": dict(start=int(round(d.start * f)), stop=int(round(d.stop * f)),
                             every=max(1, int(round(d.every * f)))),
             "preview_every": max(1, int(round(self.preview_every * f))),
+            "loss": {k: int(round(getattr(self.loss, k) * f)) for k in ("sync_start", "au_start")
+                     if getattr(self.loss, k) >= 0},
             "checkpoint_every": max(1, int(round(self.checkpoint_every * f)))})
 
 
@@ -102,12 +112,15 @@ def cpu_config() -> TrainConfig:
         iters=600, fine_start=400, resolution=128, log_every=25, preview_every=200, checkpoint_every=200,
         num_vote_views=20,
         densify=DensifyConfig(start=100, stop=450, every=50, max_gaussians=20_000),
-        loss=LossConfig(lpips=0.0), eval_lpips=True)
+        loss=LossConfig(lpips=0.0, sync=0.0, au=0.0), eval_lpips=True)
 
 
 # loss settings that go with each ablation variant (the paper's RAAR regularises SZ-PAB's attention)
-VARIANT_LOSSES: dict[str, dict] = {"audio": {"raar": 0.0}, "au": {"raar": 0.0}, "au_citae": {"raar": 0.0},
-                                   "au_szpab": {}, "full": {}}
+# and the paper's full model alone adds L_sync and L_AU (issue 14: (A)-(D), then "full" with both)
+_NO_EXPERTS = {"sync": 0.0, "au": 0.0}
+VARIANT_LOSSES: dict[str, dict] = {"audio": {"raar": 0.0, **_NO_EXPERTS}, "au": {"raar": 0.0, **_NO_EXPERTS},
+                                   "au_citae": {"raar": 0.0, **_NO_EXPERTS}, "au_szpab": dict(_NO_EXPERTS),
+                                   "full": {}}
 
 
 def build_config(device: str = "auto", iters: int | None = None, variant: str | None = None,
@@ -155,7 +168,13 @@ def validate(cfg: TrainConfig) -> None:
               ("model.num_face", m.num_face, m.num_face >= 1), ("model.num_shell", m.num_shell, m.num_shell >= 0),
               ("model.num_mouth", m.num_mouth, m.num_mouth >= 0), ("model.heads", m.heads, m.heads >= 1),
               ("model.token_dim", m.token_dim, m.token_dim >= 1 and m.token_dim % max(m.heads, 1) == 0),
-              ("model.audio_feature", m.audio_feature, m.audio_feature in ("mel", "whisper"))]
+              ("model.audio_feature", m.audio_feature, m.audio_feature in ("mel", "whisper")),
+              ("loss.sync", cfg.loss.sync, cfg.loss.sync >= 0), ("loss.au", cfg.loss.au, cfg.loss.au >= 0),
+              ("loss.sync_every", cfg.loss.sync_every, cfg.loss.sync_every >= 1),
+              ("loss.sync_windows", cfg.loss.sync_windows, cfg.loss.sync_windows >= 1),
+              ("loss.sync_start", cfg.loss.sync_start, cfg.loss.sync_start >= -1),
+              ("loss.au_start", cfg.loss.au_start, cfg.loss.au_start >= -1),
+              ("loss.sync_mode", cfg.loss.sync_mode, cfg.loss.sync_mode in ("cosine", "bce"))]
     for name, value, ok in checks:
         if not ok:
             raise ValueError(f"{name} = {value!r} is out of range")

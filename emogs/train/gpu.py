@@ -1,6 +1,6 @@
 """Entry point for a full training on the GPU machine (scripts/gpu_session.sh): one command, <= 10 minutes.
 
-    python3 -m emogs.train.gpu DATASET RUN [--budget-s 450] [--iters N] [--variant full] [--out DIR]
+    python3 -m emogs.train.gpu DATASET RUN [--budget-s 450] [--iters N] [--variant full] [--seed S] [--out DIR]
     python -m emogs.train.gpu pack-assets .gpu/train_assets   (here, once: face meshes + LPIPS weights)
     python -m emogs.train.gpu pack-dataset datasets/NAME .gpu/ds_NAME   (here: what training reads)
     python -m emogs.io.media mux RUN/test_render.mp4          (here, after: mux the test audio)
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--variant", default="full")
     p.add_argument("--config-json", default=None)
+    p.add_argument("--seed", type=int, default=None, help="training seed (config `seed`; wins over --config-json)")
     p.add_argument("--out", type=Path, default=None, help="copy the small results here ($OUT)")
     p.add_argument("--assets", type=Path, default=Path(".gpu/train_assets"), help="from `pack-assets`")
     a = p.parse_args(argv)
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     from emogs.train.loop import train
 
     over = json.loads(a.config_json) if a.config_json else {}
+    if a.seed is not None:
+        over["seed"] = a.seed
     cfg = build_config("cuda", a.iters, a.variant, {"time_budget_s": a.budget_s, **over})
     torch.cuda.reset_peak_memory_stats()
     summary = train(a.dataset, a.run, cfg, log=lambda s: print(s, flush=True))

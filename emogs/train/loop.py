@@ -24,6 +24,7 @@ from emogs.train.config import TrainConfig, config_from_run, validate
 from emogs.train.data import FrameBank
 from emogs.train.densify import DensifyStats, densify_and_prune
 from emogs.train.evaluate import evaluate_test
+from emogs.train.experts import TermMeans, cost_factor, expert_terms, is_sync_step, setup_expert_losses, sync_batch_ids
 from emogs.train.losses import LossContext, compute_losses
 from emogs.train.state import optimizer_tensors, restore_optimizer
 
@@ -263,6 +264,8 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         log(f"[train] {len(model.gaussians)} Gaussians initialised, extent {extent:.1f} cm, variant "
             f"{cfg.model.variant}")
     dcfg = cfg.densify
+    experts = setup_expert_losses(cfg, train_ds, bank, device, log)  # None unless loss.sync / loss.au > 0
+    expert_means = TermMeans()
 
     def checkpoint(it: int) -> None:
         extra = {"rng.torch": gen.get_state(), "densify.grad_accum": stats.grad_accum,
@@ -281,7 +284,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         nonlocal cfg, dcfg, stop
         spent = time.time() - t_train
         left = cfg.time_budget_s - spent
-        fit = it + int(0.6 * left * (it - start) / max(spent, 1e-6))
+        fit = it + int(0.6 * left * (it - start) / max(spent, 1e-6) / cost_factor(cfg))
         if fit < cfg.iters:
             cfg = cfg.scaled(max(fit, it + 1))
             dcfg, stop = cfg.densify, min(stop, cfg.iters)
@@ -296,13 +299,16 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         while it < stop:
             stage = stage_of(it)
             set_learning_rates(opt, it, cfg.iters)
-            ids = torch.randint(len(bank), (cfg.batch_size,), generator=gen).to(device)
+            window = experts is not None and is_sync_step(cfg, it)  # a sync step: 5 consecutive frames
+            ids = (sync_batch_ids(experts, cfg.loss.sync_windows, gen) if window else
+                   torch.randint(len(bank), (cfg.batch_size,), generator=gen)).to(device)
             b = bank.batch(ids, cfg.neck_soft_px * cfg.resolution / 512)
             out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size,
                         b["background"], backend=cfg.backend, expression=b["expression"])
             out.means.retain_grad()
             ctx = LossContext(out.rgb, b["image"], b, out, model, stage)
-            loss, terms = compute_losses(ctx, cfg.loss)
+            loss, terms = compute_losses(ctx, cfg.loss, expert_terms(experts, cfg, out.rgb, ids, it, window))
+            expert_means.add({k: terms[k] for k in ("sync", "au") if k in terms})
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if dcfg.start <= it < dcfg.stop and out.means.grad is not None:
@@ -320,11 +326,12 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
                 ips = (it - it_last) / max(now - t_last, 1e-9)
                 t_last, it_last = now, it
                 p = _psnr(out.rgb.detach(), b["image"])
-                rec = dict(iteration=it, stage=stage, loss=float(loss.detach()), psnr=p, it_s=ips,
-                           num_gaussians=len(model.gaussians), **terms)
+                rec = {**dict(iteration=it, stage=stage, loss=float(loss.detach()), psnr=p, it_s=ips,
+                              num_gaussians=len(model.gaussians)), **terms, **expert_means.pop()}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
-                log(f"[train] it {it}/{cfg.iters} {stage} | loss {float(loss.detach()):.4f} | psnr {p:.2f} | "
+                ex = "".join(f" | {k} {rec[k]:.4f}" for k in ("sync", "au") if k in rec)
+                log(f"[train] it {it}/{cfg.iters} {stage} | loss {float(loss.detach()):.4f} | psnr {p:.2f}{ex} | "
                     f"{ips:.2f} it/s | {len(model.gaussians)} G")
             if it % cfg.preview_every == 0 or it == cfg.iters:
                 _save_preview(run.preview_path(it), model, test_bank if test_bank is not None else bank, 0, cfg)

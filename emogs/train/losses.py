@@ -1,4 +1,5 @@
-"""Training losses: photometric (L1, D-SSIM, LPIPS), lip region, head alpha, RAAR, mouth depth."""
+"""Training losses: photometric (L1, D-SSIM, LPIPS), lip region, head alpha, RAAR, mouth depth; the expert
+losses (L_sync, L_AU) come in as extra terms from `emogs.train.experts`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,9 +69,11 @@ def lpips_loss(a: torch.Tensor, b: torch.Tensor, net: str = "alex") -> torch.Ten
     return get_lpips(net, a.device)(a, b).mean()
 
 
-def compute_losses(ctx: LossContext, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def compute_losses(ctx: LossContext, cfg: LossConfig,
+                   extra: dict[str, tuple[float, torch.Tensor]] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the active terms for this stage -> (total, {term: value}). RAAR applies when its
-    weight is > 0 and the model has AU tokens."""
+    weight is > 0 and the model has AU tokens. `extra`: further {term: (weight, value)} computed elsewhere
+    (the expert losses L_sync / L_AU, `emogs.train.experts.expert_terms`)."""
     pred, gt, batch = ctx.pred, ctx.target, ctx.batch
     fine = ctx.stage == "fine"
     terms: dict[str, tuple[float, torch.Tensor]] = {
@@ -87,5 +90,6 @@ def compute_losses(ctx: LossContext, cfg: LossConfig) -> tuple[torch.Tensor, dic
         terms["lpips"] = (cfg.lpips, lpips_loss(pred, gt, cfg.lpips_net))
     if fine and cfg.mouth_depth > 0 and not ctx.model.gaussians.bound:  # a mesh head's mouth is the mesh's
         terms["mouth_depth"] = (cfg.mouth_depth, mouth_depth_loss(ctx.out.means, ctx.model.gaussians.zone))
+    terms.update(extra or {})
     total = sum(w * v for w, v in terms.values())
     return total, {k: float(v.detach()) for k, (_, v) in terms.items()}
