@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emogs.errors import InputError
-from emogs.model.speech_motion import (FEATURES, SPEECH_COEFFS, SpeechMotion, SpeechMotionConfig, coeff_index,
+from emogs.model.speech_motion import (FEATURES, PRIOR_FEATURE, SPEECH_COEFFS, SpeechMotion, SpeechMotionConfig, coeff_index,
                                        expand, fine_tune, load_speech_motion, predict_rows, save_speech_motion,
                                        smooth_time, weights_path)
 
@@ -105,22 +105,28 @@ def test_save_load_roundtrip_and_errors(tmp_path):
         load_speech_motion("wav2vec")
 
 
-@pytest.mark.parametrize("feature", ["mel", "whisper"])
-def test_shipped_weights_load(feature):
+def test_shipped_weights_load():
     import json
 
-    assert weights_path(feature).is_file(), f"shipped weights missing: {weights_path(feature)}"
-    net = load_speech_motion(feature)
-    assert net.cfg.feature == feature and not net.training
+    assert PRIOR_FEATURE == "whisper"
+    assert weights_path(PRIOR_FEATURE).is_file(), f"shipped weights missing: {weights_path(PRIOR_FEATURE)}"
+    net = load_speech_motion()
+    assert net.cfg.feature == PRIOR_FEATURE and not net.training
     assert sum(p.numel() for p in net.parameters()) < 500_000
-    info = json.loads(weights_path(feature).with_suffix(".json").read_text())
+    info = json.loads(weights_path(PRIOR_FEATURE).with_suffix(".json").read_text())
     assert "macron" in info["held_out_identities"] and "acosta" in info["held_out_identities"]
     assert not set(info["held_out_identities"]) & {v["identity"] for v in info["train_clips"].values()}
 
 
-def test_shipped_mel_weights_follow_a_held_out_speaker(shared_data):
+def test_no_mel_prior_is_shipped_and_asking_for_one_says_so():
+    assert not weights_path("mel").is_file()
+    with pytest.raises(InputError, match="no 'mel' prior is shipped"):
+        load_speech_motion("mel")
+
+
+def test_shipped_weights_follow_a_held_out_speaker(shared_data):
     """First 5 s of macron (a held-out identity): predicted jawOpen correlates with MediaPipe's jawOpen."""
-    from emogs.audio.features import log_mel
+    from emogs.audio.whisper import whisper_features
     from emogs.face.aus import BLENDSHAPE_NAMES
     from emogs.face.tracker import FaceTracker
     from emogs.io.media import load_audio, read_frames
@@ -134,9 +140,9 @@ def test_shipped_mel_weights_follow_a_held_out_speaker(shared_data):
             r = tr.track(f, i * 40)
             jaw_bs.append(np.nan if r is None else r.blendshapes[BLENDSHAPE_NAMES.index("jawOpen")])
     jaw_bs = np.array(jaw_bs)
-    rows = log_mel(load_audio(video, 16000, max_seconds=5.0))
-    net = load_speech_motion("mel")
-    n = min(len(jaw_bs), len(rows) // 4)
+    rows = whisper_features(load_audio(video, 16000, max_seconds=5.0))
+    net = load_speech_motion()
+    n = min(len(jaw_bs), len(rows) // net.cfg.rows_per_frame)
     pred = predict_rows(net, rows, n)[:, SPEECH_COEFFS.index("jawOpen")]
     ok = np.isfinite(jaw_bs[:n])
     assert ok.mean() > 0.9

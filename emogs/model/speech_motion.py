@@ -43,6 +43,10 @@ SPEECH_COEFFS = (
     "mouthStretch_L", "mouthStretch_R", "cheekPuff_L", "cheekPuff_R",
 )
 FEATURES = {"mel": dict(dim=80, rows_per_frame=4, half=20), "whisper": dict(dim=512, rows_per_frame=2, half=10)}
+# The feature the shipped prior reads. Whisper-base rows beat log-mel on held-out identities in every
+# comparison made (docs/speech_motion.md), so only the Whisper prior is shipped; a mel network can still be
+# trained (scripts/train_speech_motion.py --feature mel) and loaded from its own path.
+PRIOR_FEATURE = "whisper"
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 
 
@@ -318,15 +322,20 @@ def save_speech_motion(module: SpeechMotion, path: str | Path, info: dict | None
             Path(tmp).write_text(json.dumps(info, indent=1) + "\n")
 
 
-def load_speech_motion(feature_kind: str = "mel", path: str | Path | None = None) -> SpeechMotion:
-    """The shipped pretrained prior for `feature_kind` ("mel" | "whisper"), or the weights at `path`; in eval
-    mode. InputError when the weights are missing or damaged."""
+def load_speech_motion(feature_kind: str = PRIOR_FEATURE, path: str | Path | None = None) -> SpeechMotion:
+    """The shipped pretrained prior (it reads `PRIOR_FEATURE` rows: Whisper-base), or the weights at `path`
+    (any feature kind); in eval mode. InputError when the weights are missing or damaged, or when a feature
+    kind without shipped weights (mel) is asked for without a path."""
     from safetensors import safe_open
 
     from emogs.errors import InputError
 
     if path is None and feature_kind not in FEATURES:
         raise InputError(f"speech motion: feature kind must be one of {sorted(FEATURES)}, got {feature_kind!r}")
+    if path is None and feature_kind != PRIOR_FEATURE:
+        raise InputError(f"speech motion: no '{feature_kind}' prior is shipped; the prior reads {PRIOR_FEATURE} "
+                         f"features (better on held-out speakers, docs/speech_motion.md). Train one with "
+                         f"scripts/train_speech_motion.py --feature {feature_kind} and pass its path")
     p = Path(path) if path is not None else weights_path(feature_kind)
     if not p.is_file():
         raise InputError(f"speech motion weights for '{feature_kind}' not found at {p} (train them with "
