@@ -234,8 +234,9 @@ def fine_tune(module: SpeechMotion, windows, targets, mean=None, scale=None, ste
     the copy is trained on the rest with MSE on the deviation and on its frame-to-frame velocity plus an L2
     pull toward the pretrained weights (`anchor`), evaluated on the tail every `eval_every` steps, and the
     state best on the tail is kept (the pretrained one if no step beats it). Returns the copy; its
-    `fine_tune_report` holds the tail MSE (coefficient units) and jawOpen r before and after, and the
-    person's mean and scale to predict with."""
+    `fine_tune_report` holds the tail MSE (coefficient units) and jawOpen r before (the pretrained weights),
+    after (the kept state) and of the best fine-tuned step (`*_fine_tuned`, kept or not), `choice`
+    ("fine_tuned" | "pretrained"), and the person's mean and scale to predict with."""
     g = torch.Generator().manual_seed(seed)
     w = torch.as_tensor(np.asarray(windows), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
@@ -271,6 +272,7 @@ def fine_tune(module: SpeechMotion, windows, targets, mean=None, scale=None, ste
 
     before = evaluate(ft)
     best = (before[0] if before[0] is not None else float("inf"), copy.deepcopy(ft.state_dict()), 0)
+    tuned = (float("inf"), None, 0)  # the best fine-tuned step on the tail, chosen or not
     ft.train()
     seq = min(seq, n_fit)
     z = dev / sc  # targets in the network's output units
@@ -285,7 +287,9 @@ def fine_tune(module: SpeechMotion, windows, targets, mean=None, scale=None, ste
         loss.backward()
         opt.step()
         if n_tail >= 2 and (step % eval_every == 0 or step == steps):
-            mse, _ = evaluate(ft)
+            mse, r = evaluate(ft)
+            if mse < tuned[0]:
+                tuned = (mse, r, step)
             if mse < best[0]:
                 best = (mse, copy.deepcopy(ft.state_dict()), step)
         if progress:
@@ -297,6 +301,9 @@ def fine_tune(module: SpeechMotion, windows, targets, mean=None, scale=None, ste
     ft.fine_tune_report = {"frames_fit": n_fit, "frames_tail": n_tail, "steps": steps, "best_step": best[2],
                            "tail_mse_before": before[0], "tail_mse_after": after[0],
                            "tail_jaw_r_before": before[1], "tail_jaw_r_after": after[1],
+                           "tail_mse_fine_tuned": tuned[0] if tuned[1] is not None else None,
+                           "tail_jaw_r_fine_tuned": tuned[1], "fine_tuned_step": tuned[2],
+                           "choice": "fine_tuned" if best[2] > 0 else "pretrained",
                            "mean": m.tolist(), "scale": sc.tolist()}
     return ft
 

@@ -69,7 +69,7 @@ def analyse_speech(avatar: Any, wav: np.ndarray, name: str) -> Speech:
         dev = avatar.speech.deviation(lambda ids: feature_windows(rows, rpf, ids, half), F)
     tr = resolve_pose(PoseRequest("training"), avatar.train_w2c, F).world_to_cam
     st = resolve_pose(PoseRequest("static"), avatar.train_w2c, F).world_to_cam
-    base = avatar.speech_expression(rows, F) if hasattr(avatar, "speech_expression") else None
+    base = avatar.speech_expression(wav, F, rows) if hasattr(avatar, "speech_expression") else None
     return Speech(wav, name, rows, rpf, dev, tr, st, base)
 
 
