@@ -194,6 +194,18 @@ def test_fine_tune_prior_keeps_the_better_of_pretrained_and_fine_tuned():
     assert (rep["choice"] == "fine_tuned") == (rep["tail_mse_fine_tuned"] < rep["tail_mse_pretrained"])
     np.testing.assert_allclose(mean, expr[:100, 5:].mean(0), atol=1e-6)
     assert scale.shape == mean.shape
+    # the spread correction: gains within bounds, applied to the returned module's output gain only
+    from emogs.model.speech_motion import load_speech_motion
+    from emogs.train.speech import SPREAD_GAIN
+
+    sp = rep["spread"]
+    assert SPREAD_GAIN[0] <= sp["gain_min"] <= sp["gain_max"] <= SPREAD_GAIN[1]
+    g = (module.gain / load_speech_motion().gain).numpy()
+    assert g.min() == pytest.approx(sp["gain_min"], rel=1e-4) and g.max() == pytest.approx(sp["gain_max"], rel=1e-4)
+    off = fine_tune_prior(rows, expr, names, np.arange(100), cfgio.override(cfg, match_spread=False))
+    assert off[3]["spread"] is None
+    if off[3]["choice"] == "pretrained":
+        np.testing.assert_allclose(off[0].gain.numpy(), load_speech_motion().gain.numpy())
 
 
 def torch_state():

@@ -63,6 +63,7 @@ class SpeechConfig:
     tail: float = 0.2  # last share of the training split held out to decide whether fine-tuning helps
     anchor: float = 1e-3  # L2 pull toward the pretrained weights
     eval_every: int = 25  # steps between checks on the tail (the best state is kept)
+    match_spread: bool = True  # rescale each coefficient's output so its spread on the tail matches the fit's
 
 
 @dataclass

@@ -5,8 +5,9 @@ Input: the Whisper-base rows of the clip (the prior's feature, whatever the head
 DATASET/audio_whisper.npy, else computed from DATASET/audio.wav) and the mesh fit's expression coefficients of
 the training frames (the `cfg.coeffs` of the prior as targets). The person's mean and scale come from the
 whole training split; the last `speech.tail` of it is held out, and the fine-tuned weights are kept only when
-they beat the pretrained ones there (`fine_tune`). The report (both tail errors, the choice, the time) goes
-into the weights' metadata and the training summary.
+they beat the pretrained ones there (`fine_tune`); then each coefficient's output is rescaled so its spread on
+the tail matches the person's (`match_spread`, `speech.match_spread`). The report (both tail errors, the
+choice, the spread gains, the time) goes into the weights' metadata and the training summary.
 """
 from __future__ import annotations
 
@@ -53,6 +54,35 @@ def fine_tune_steps(frames: int, cfg) -> int:
     return max(1, min(cfg.fine_tune_steps, math.ceil(cfg.max_epochs * n_fit / (cfg.batch * cfg.seq))))
 
 
+SPREAD_GAIN = (0.5, 2.0)  # bounds of the per-coefficient spread correction
+
+
+@torch.no_grad()
+def match_spread(module, windows: np.ndarray, targets: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                 n_fit: int) -> dict[str, Any] | None:
+    """Rescale `module`'s output gain per coefficient (in place) so the spread (sd over frames) of its
+    smoothed prediction on the held-out tail `windows[n_fit:]` matches the spread of the fit there, within
+    SPREAD_GAIN: MSE training shrinks predictions toward the mean, and a mouth that moves half as much as
+    the person's reads as mumbling. -> the gains (jawOpen's, median, range) and the tail MSE before/after,
+    None when the tail is too short (under 10 frames)."""
+    from emogs.model.speech_motion import smooth_time
+
+    if len(windows) - n_fit < 10:
+        return None
+    module.eval()
+    p = smooth_time(module.deviation(torch.as_tensor(np.asarray(windows[n_fit:]), dtype=torch.float32),
+                                     torch.as_tensor(scale)).numpy(), module.cfg.smooth_sigma)
+    t = np.asarray(targets[n_fit:], np.float32) - mean
+    g = np.clip(t.std(0) / np.maximum(p.std(0), 1e-6), *SPREAD_GAIN).astype(np.float32)
+    module.gain.mul_(torch.as_tensor(g))
+    coeffs = list(module.cfg.coeffs)
+    j = coeffs.index("jawOpen") if "jawOpen" in coeffs else 0
+    return dict(gain_jaw=float(g[j]), gain_median=float(np.median(g)), gain_min=float(g.min()), gain_max=float(g.max()),
+                tail_jaw_sd_ratio_before=float(p[:, j].std() / max(t[:, j].std(), 1e-9)),
+                tail_jaw_sd_ratio_after=float(p[:, j].std() * g[j] / max(t[:, j].std(), 1e-9)),
+                tail_mse_before=float(((p - t) ** 2).mean()), tail_mse_after=float(((p * g - t) ** 2).mean()))
+
+
 def fine_tune_prior(rows: np.ndarray, expression: np.ndarray, names, frames: np.ndarray, cfg, seed: int = 0,
                     prior=None) -> tuple[Any, np.ndarray, np.ndarray, dict[str, Any]]:
     """The prior fine-tuned on one person: `rows` (R, D) the clip's Whisper rows, `expression` (F, E) the fit's
@@ -79,11 +109,13 @@ def fine_tune_prior(rows: np.ndarray, expression: np.ndarray, names, frames: np.
     rep = dict(ft.fine_tune_report)
     sc = np.asarray(rep.pop("scale"), np.float32)
     rep.pop("mean")
+    spread = match_spread(ft, windows, targets, mean, sc, rep["frames_fit"]) if cfg.match_spread else None
     report = dict(feature=c.feature, frames=int(len(frames)), choice=rep.pop("choice"),
                   tail_mse_pretrained=rep.pop("tail_mse_before"), tail_mse_fine_tuned=rep.pop("tail_mse_fine_tuned"),
                   tail_jaw_r_pretrained=rep.pop("tail_jaw_r_before"),
                   tail_jaw_r_fine_tuned=rep.pop("tail_jaw_r_fine_tuned"), **rep,
                   person_scale_jaw=float(scale[list(c.coeffs).index("jawOpen")]) if "jawOpen" in c.coeffs else None,
+                  spread=spread,
                   seconds=round(time.time() - t0, 1))
     return ft, mean, sc, report
 
@@ -114,5 +146,7 @@ def speech_motion_stage(run, ds, cfg, log: Callable[[str], None] = print) -> dic
 
     log(f"[train] speech motion: {report['choice']} prior kept (tail of {report['frames_tail']} frames: mse "
         f"pretrained {f(report['tail_mse_pretrained'])}, fine-tuned {f(report['tail_mse_fine_tuned'])}; "
-        f"{report['steps']} steps in {report['seconds']:.1f} s)")
+        f"{report['steps']} steps in {report['seconds']:.1f} s"
+        + (f"; jawOpen spread x{report['spread']['gain_jaw']:.2f} to match the person's" if report["spread"] else "")
+        + ")")
     return report
