@@ -32,6 +32,7 @@ GOAL_SYNC = 0.90  # render lipsync_conf / real lipsync_conf at least this
 MIN_SECONDS = 1.0  # the lip-sync expert needs 1 s of frames
 REPORT_FILES = ("results.json", "speech.png")
 OWN = "own_test_audio"  # the render of the run on its own test-split audio
+PLOT_SECONDS = 8.0  # the mouth-opening panel shows this much of each track
 
 
 @dataclass
@@ -164,15 +165,16 @@ def plot(path: Path, res: dict[str, Any], tracks: dict[str, np.ndarray], opts: S
     a1.legend(fontsize=7, frameon=False)
     a1.set_title("goals: spread within the band, sync above the dashed line", fontsize=9)
     real = tracks.get("real")
+    n_show = int(PLOT_SECONDS * FPS)  # the first seconds of every track, on one time axis
     if real is not None:
-        a2.plot(np.arange(len(real)) / FPS, real, "k-", lw=1.6, label="real (test split)")
+        a2.plot(np.arange(min(len(real), n_show)) / FPS, real[:n_show], "k-", lw=1.6, label="real (test split)")
     for k, n in enumerate(names):
-        t = tracks[n]
+        t = tracks[n][:n_show]
         a2.plot(np.arange(len(t)) / FPS, t, lw=0.8, color=f"C{k % 10}", label=n)
     a2.set_xlabel("time (s)", fontsize=8)
     a2.set_ylabel("mouth opening (lip gap / eye width)", fontsize=8)
     a2.legend(fontsize=6, ncol=3, frameon=False, loc="upper right")
-    a2.set_title("mouth opening (MediaPipe) of every render and of the real video", fontsize=9)
+    a2.set_title(f"mouth opening (MediaPipe), first {PLOT_SECONDS:.0f} s of every render and of the real test split", fontsize=9)
     for a in (a1, a2):
         a.tick_params(labelsize=7)
     fig.tight_layout()
