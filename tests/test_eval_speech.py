@@ -78,3 +78,17 @@ def test_eval_speech_on_a_run_without_speech_motion(tiny_run, driving, tmp_path)
     res = json.loads((out / "results.json").read_text())
     assert set(res["renders"]) == {"radio"} and "speech-motion" not in res["meta"]["mouth"]
     assert np.isfinite(res["renders"]["radio"]["mouth_open_sd"])
+
+
+def test_eval_speech_on_a_free_head(may_dataset, driving, tmp_path):
+    run = tmp_path / "free"
+    over = {"resolution": 64, "model": {"num_face": 1500, "num_shell": 1000, "num_mouth": 200}, "num_vote_views": 8,
+            "eval_lpips": False}
+    assert main(["train", str(may_dataset), "-o", str(run), "--model", "free", "--iters", "5", "--device", "cpu",
+                 "--config-json", json.dumps(over)]) == 0
+    assert not (run / "speech_motion.safetensors").exists()
+    out = tmp_path / "rep"
+    assert main(["eval-speech", str(run), "--audio", str(driving / "radio.wav"), "-o", str(out), "--device", "cpu",
+                 "--no-own-audio"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["meta"]["model_kind"] == "free" and "speech-motion" not in res["meta"]["mouth"]

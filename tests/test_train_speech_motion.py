@@ -221,3 +221,23 @@ def test_speech_config_is_validated():
         build_config("cpu", 2, None, {"speech.tail": 0.9})
     with pytest.raises(ValueError, match="unknown config key"):
         build_config("cpu", 2, None, {"speech.steps": 3})
+
+
+def test_add_to_a_run_trained_before_the_stage(speech_run, may_dataset, tmp_path):
+    import shutil
+
+    from emogs.errors import InputError
+    from emogs.train.speech import add_to_run
+
+    old = tmp_path / "old"
+    shutil.copytree(speech_run, old)
+    (old / "speech_motion.safetensors").unlink()
+    rep = add_to_run(old, may_dataset, {"fine_tune_steps": 4, "eval_every": 2, "batch": 4}, log=lambda _: None)
+    assert rep["steps"] == 4 and (old / "speech_motion.safetensors").is_file()
+    with pytest.raises(InputError, match="already has"):
+        add_to_run(old, may_dataset, log=lambda _: None)
+    with pytest.raises(InputError, match="speech.tail"):
+        add_to_run(old, may_dataset, {"tail": 0.9}, force=True, log=lambda _: None)
+    (old / "run.json").write_text((old / "run.json").read_text().replace('"complete"', '"training"'))
+    with pytest.raises(InputError, match="not a finished run"):
+        add_to_run(old, may_dataset, force=True, log=lambda _: None)

@@ -150,3 +150,39 @@ def speech_motion_stage(run, ds, cfg, log: Callable[[str], None] = print) -> dic
         + (f"; jawOpen spread x{report['spread']['gain_jaw']:.2f} to match the person's" if report["spread"] else "")
         + ")")
     return report
+
+
+def add_to_run(run_dir: str | Path, dataset: str | Path, overrides: dict | None = None, force: bool = False,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The speech stage for a finished mesh run that has none (trained before the stage existed): fine-tune
+    the prior on DATASET's training split (the run's own dataset, checked) and write
+    RUN/speech_motion.safetensors. `overrides`: `speech` settings ({"fine_tune_steps": 300}); an existing
+    file is replaced only with `force`. -> the report."""
+    from emogs import config as cfgio
+    from emogs.data.dataset import TalkingHeadDataset, load_manifest
+    from emogs.errors import InputError
+    from emogs.run import open_run
+    from emogs.train.config import config_from_run, validate
+
+    run = open_run(run_dir)
+    if not run.is_complete():
+        raise InputError(f"{run.path}: not a finished run (train it to the end first)")
+    cfg = config_from_run(run.config_dict())
+    if cfg.model.kind != "mesh":
+        raise InputError(f"{run.path}: a '{cfg.model.kind}' head; the speech-motion model is for mesh heads")
+    root = Path(dataset)
+    run.check_dataset(load_manifest(root), root)
+    if run.file("speech_motion.safetensors").is_file() and not force:
+        raise InputError(f"{run.path}: already has speech_motion.safetensors; pass --force to replace it")
+    try:
+        cfg = cfgio.override(cfg, {"speech": {**(overrides or {}), "enabled": True}})
+        validate(cfg)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    m = cfg.model
+    ds = TalkingHeadDataset(root, split="train", audio_feature=m.audio_feature, audio_window=m.audio_window,
+                            au_window=m.au_window, mesh=True)
+    rep = speech_motion_stage(run, ds, cfg, log)
+    if rep is None:
+        raise InputError(f"{root}: no audio to fine-tune the speech-motion model on")
+    return rep
