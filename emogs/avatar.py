@@ -56,7 +56,7 @@ class RenderSettings:
 
 # Files of RUN/ that rendering reads: an output path may not be one of them.
 RUN_INPUT_FILES = ("run.json", "config.json", "model.safetensors", "dataset.json", "background.png", "train_cameras.npz",
-                   "speech_aus.safetensors")
+                   "speech_aus.safetensors", "speech_motion.safetensors")
 
 
 def check_speech(wav: np.ndarray, allow_silent: bool = False) -> None:
@@ -177,15 +177,20 @@ class Avatar:
         """A mesh-rigged head (emogs.model.mesh_head): expressions act on its ICT-FaceKit mesh."""
         return getattr(self.model.cfg, "kind", "free") == "mesh"
 
-    def speech_expression(self, rows: np.ndarray, num_frames: int) -> np.ndarray | None:
+    def speech_expression(self, wav: np.ndarray, num_frames: int, rows: np.ndarray | None = None) -> np.ndarray | None:
         """(F, E) the default face per frame of a mesh-rigged head with a speech-motion model: the training
-        clip's mean expression with the mouth's speech coefficients predicted from the audio feature `rows`
-        (the run's fine-tuned emogs.model.speech_motion prior); None otherwise."""
+        clip's mean expression with the mouth's speech coefficients (the person's mean + the deviation the
+        run's fine-tuned emogs.model.speech_motion prior predicts from the 16 kHz audio `wav`); None otherwise.
+        The prior reads its own feature kind (Whisper-base rows); `rows`, the head's feature rows of `wav`,
+        are reused when the head reads the same kind, else the prior's rows are computed here."""
         if not self.is_mesh or self.motion is None:
             return None
+        from emogs.audio import feature_rows
         from emogs.model.speech_motion import expand, predict_rows
 
         module, mean, scale = self.motion
+        if rows is None or module.cfg.feature != self.model.cfg.audio_feature:
+            rows, _ = feature_rows(np.asarray(wav, np.float32), module.cfg.feature)
         base = self.model.expr_mean.detach().cpu().numpy()
         return expand(predict_rows(module, rows, num_frames, mean, scale), base, self.info["expression_names"],
                       module.cfg.coeffs)
@@ -254,7 +259,7 @@ class Avatar:
         au_req = self.effective_au(plan, rows, rpf, speech_aus)
         # mesh-rigged heads: the mesh follows the request (None otherwise); with a speech-motion model the
         # mouth's mesh motion comes from the audio and the speech AUs drive only the learned detail
-        sbase = self.speech_expression(rows, F) if speech_aus else None
+        sbase = self.speech_expression(wav, F, rows) if speech_aus else None
         expr = self.expressions(plan.au, sbase) if sbase is not None else self.expressions(au_req)
         au = self.clamp_to_training(au_req) if clamp else au_req
         dev, S = self.device, self.size
@@ -310,6 +315,8 @@ class Avatar:
         else:  # the table shows what the model receives: the plan clamped to the training range
             sent = self.clamp_to_training(plan.au, warn=lambda m: log(f"warning: {m}"))
             log(plan.summary(sent=sent))
+        if speech_aus and self.is_mesh and self.motion is not None:
+            log("  the mouth's mesh motion follows the audio (the run's speech-motion model); mouth AU edits add to it")
         if speech_aus and self.speech is not None:
             log(f"  speech AUs ({', '.join(self.speech.info.get('driven', [])) or 'none'}) follow the audio where "
                 "not set by the user (added to the values above, then clamped)")
@@ -367,7 +374,7 @@ class Avatar:
             rows, rpf = feature_rows(wav, mc.audio_feature)
             req = self.effective_au(plan, rows, rpf)
             aus = self.clamp_to_training(req)
-            sbase = self.speech_expression(rows, F)
+            sbase = self.speech_expression(wav, F, rows)
             expr = self.expressions(plan.au, sbase) if sbase is not None else self.expressions(req)
             dev = self.device
             d = self.model.deformed(torch.as_tensor(feature_windows(rows, rpf, i, mc.audio_window), dtype=torch.float32,

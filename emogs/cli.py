@@ -298,6 +298,34 @@ def _run_eval_controls(a: argparse.Namespace) -> None:
                         overwrite=a.force, measure_only=a.measure_only))
 
 
+def _args_eval_speech(p: argparse.ArgumentParser) -> None:
+    from emogs.eval.speech import GOAL_SPREAD, GOAL_SYNC
+
+    p.add_argument("run", type=Path, help="trained run folder (from `emogs train`)")
+    p.add_argument("--audio", type=Path, nargs="+", action="extend", required=True, metavar="SPEECH",
+                   help="driving speech of other people (one or more files, >= 1 s each)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="report folder (default RUN/eval_speech)")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="the run's DATASET, for the real video's test split (default: where the run was trained from)")
+    p.add_argument("--size", type=int, default=None, help="render size in pixels (default: the run's resolution)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--no-own-audio", action="store_true", help="skip the render on the run's own test-split audio")
+    p.add_argument("--goal-spread", type=float, default=GOAL_SPREAD,
+                   help=f"largest |mouth spread / real - 1| that meets the goal (default {GOAL_SPREAD})")
+    p.add_argument("--goal-sync", type=float, default=GOAL_SYNC,
+                   help=f"smallest lipsync_conf / real that meets the goal (default {GOAL_SYNC})")
+    p.add_argument("--force", action="store_true", help="replace an earlier report in the folder")
+    p.add_argument("--rerender", action="store_true", help="render again even the videos whose settings match")
+
+
+def _run_eval_speech(a: argparse.Namespace) -> None:
+    from emogs.eval.speech import SpeechEvalOptions, eval_speech
+
+    opts = SpeechEvalOptions(size=a.size, device=a.device, rerender=a.rerender, own_audio=not a.no_own_audio,
+                             goal_spread=a.goal_spread, goal_sync=a.goal_sync)
+    print(eval_speech(a.run, a.audio, a.output or a.run / "eval_speech", a.dataset, opts, overwrite=a.force))
+
+
 # --- export ----------------------------------------------------------------------------------------
 def _args_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, help="trained run folder (from `emogs train`)")
@@ -372,6 +400,8 @@ COMMANDS = {
                       "did my AU / emotion edit work? render plain and edited, measure what moved"),
     "eval-table": (_args_eval_table, _run_eval_table,
                    "the ablation table from saved runs: mean and spread over seeds per speaker and configuration"),
+    "eval-speech": (_args_eval_speech, _run_eval_speech,
+                    "does the mouth follow other people's speech? mouth spread and lip sync vs the real video"),
     "export": (_args_export, _run_export, "export the head's Gaussians at an expression as a 3DGS .ply"),
     "demo": (_args_demo, _run_demo, "the whole pipeline on a synthetic subject (or --video): synth, prepare, train, "
                                     "render, eval -> index.html"),

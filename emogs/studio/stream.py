@@ -69,7 +69,7 @@ def analyse_speech(avatar: Any, wav: np.ndarray, name: str) -> Speech:
         dev = avatar.speech.deviation(lambda ids: feature_windows(rows, rpf, ids, half), F)
     tr = resolve_pose(PoseRequest("training"), avatar.train_w2c, F).world_to_cam
     st = resolve_pose(PoseRequest("static"), avatar.train_w2c, F).world_to_cam
-    base = avatar.speech_expression(rows, F) if hasattr(avatar, "speech_expression") else None
+    base = avatar.speech_expression(wav, F, rows) if hasattr(avatar, "speech_expression") else None
     return Speech(wav, name, rows, rpf, dev, tr, st, base)
 
 
@@ -281,14 +281,22 @@ class LiveStream:
     def timeline_columns(self, all_aus: bool = False) -> list[int]:
         """The AUs a timeline must carry to reproduce the take: the ones the user set on some frame (sliders,
         presets), AU45 where blinks were off; every AU where the base was neutral, when no AU was set at all
-        (a timeline needs one) or with `all_aus`."""
+        (a timeline needs one) or with `all_aus` (but for a mesh head with a speech-motion model, not the
+        speech AUs the user never set: they follow the audio on replay as they did in the take)."""
         _, mask, state = self.take.filled(self.arrays)
         neutral = np.array([c.base == "neutral" for c in self.take.controls])[state]
         cols = set(np.flatnonzero(mask.max(0) > 0).tolist())
         if not self.take.flags(state, "blinks").all():
             cols.add(AU_INDEX["AU45"])
         if all_aus or neutral.any() or not cols:
-            return list(range(NUM_AUS))
+            out = list(range(NUM_AUS))
+            if self.speech.speech_base is not None and self.av.speech is not None and not neutral.any():
+                # a mesh head with a speech-motion model: the speech AUs the user never set stay audio-driven
+                # on replay (their take values include the audio-driven deviation, which the mesh would take
+                # on top of the prior's mouth: the jaw would move twice)
+                never = set(np.asarray(self.av.speech.au_index).tolist()) - set(np.flatnonzero(mask.max(0) > 0).tolist())
+                out = [c for c in out if c not in never]
+            return out
         return sorted(cols)
 
     def timeline_csv(self, all_aus: bool = False) -> str:

@@ -59,11 +59,28 @@ class DensifyConfig:
 
 
 @dataclass
+class SpeechConfig:
+    """The speech -> mesh-motion prior (emogs.model.speech_motion) fine-tuned at the end of a mesh run on its
+    training split (emogs.train.speech); free heads ignore it."""
+    enabled: bool = True
+    fine_tune_steps: int = 200  # Adam steps on the training split minus its tail, at most ...
+    max_epochs: float = 60.0  # ... this many passes over those frames (short clips take fewer steps; 0 = no cap)
+    lr: float = 3e-4
+    batch: int = 32  # sequences per step
+    seq: int = 8  # consecutive frames per sequence (the velocity loss needs more than one)
+    tail: float = 0.2  # last share of the training split held out to decide whether fine-tuning helps
+    anchor: float = 1e-3  # L2 pull toward the pretrained weights
+    eval_every: int = 25  # steps between checks on the tail (the best state is kept)
+    match_spread: bool = True  # rescale each coefficient's output so its spread on the tail matches the fit's
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     iters: int = 10_000
     fine_start: int = 6000  # iteration at which the "fine" stage (lips, LPIPS, depth) begins
     batch_size: int = 1
@@ -174,7 +191,14 @@ def validate(cfg: TrainConfig) -> None:
               ("loss.sync_windows", cfg.loss.sync_windows, cfg.loss.sync_windows >= 1),
               ("loss.sync_start", cfg.loss.sync_start, cfg.loss.sync_start >= -1),
               ("loss.au_start", cfg.loss.au_start, cfg.loss.au_start >= -1),
-              ("loss.sync_mode", cfg.loss.sync_mode, cfg.loss.sync_mode in ("cosine", "bce"))]
+              ("loss.sync_mode", cfg.loss.sync_mode, cfg.loss.sync_mode in ("cosine", "bce")),
+              ("speech.fine_tune_steps", cfg.speech.fine_tune_steps, cfg.speech.fine_tune_steps >= 0),
+              ("speech.lr", cfg.speech.lr, cfg.speech.lr > 0), ("speech.batch", cfg.speech.batch, cfg.speech.batch >= 1),
+              ("speech.seq", cfg.speech.seq, cfg.speech.seq >= 2),
+              ("speech.tail", cfg.speech.tail, 0.05 <= cfg.speech.tail <= 0.5),
+              ("speech.anchor", cfg.speech.anchor, cfg.speech.anchor >= 0),
+              ("speech.max_epochs", cfg.speech.max_epochs, cfg.speech.max_epochs >= 0),
+              ("speech.eval_every", cfg.speech.eval_every, cfg.speech.eval_every >= 1)]
     for name, value, ok in checks:
         if not ok:
             raise ValueError(f"{name} = {value!r} is out of range")

@@ -355,6 +355,11 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         run.write_speech_aus(sp)
         log(f"[train] speech AUs: {', '.join(sp.info['driven']) or 'none'} follow the audio "
             f"(out-of-fold r {sp.info['oof_r']})")
+    from emogs.train.speech import speech_motion_stage
+
+    sm = speech_motion_stage(run, train_ds, cfg, log)  # mesh heads: the mouth's motion from any speech
+    if sm is not None:
+        summary["speech_motion"] = sm
     if test_bank is not None:
         audio = _test_audio(test_ds, test_bank)
         summary["metrics"] = evaluate_test(model, test_bank, run, cfg, audio, log)
