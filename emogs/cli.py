@@ -316,13 +316,19 @@ def _args_eval_speech(p: argparse.ArgumentParser) -> None:
                    help=f"smallest lipsync_conf / real that meets the goal (default {GOAL_SYNC})")
     p.add_argument("--force", action="store_true", help="replace an earlier report in the folder")
     p.add_argument("--rerender", action="store_true", help="render again even the videos whose settings match")
+    p.add_argument("--render-only", action="store_true",
+                   help="render the videos and stop (a machine without MediaPipe); the same command without it "
+                        "reuses them and measures")
+    p.add_argument("--measure-only", action="store_true",
+                   help="measure RUN/eval_speech/videos rendered elsewhere with --render-only, without the weights")
 
 
 def _run_eval_speech(a: argparse.Namespace) -> None:
     from emogs.eval.speech import SpeechEvalOptions, eval_speech
 
     opts = SpeechEvalOptions(size=a.size, device=a.device, rerender=a.rerender, own_audio=not a.no_own_audio,
-                             goal_spread=a.goal_spread, goal_sync=a.goal_sync)
+                             goal_spread=a.goal_spread, goal_sync=a.goal_sync, render_only=a.render_only,
+                             measure_only=a.measure_only)
     print(eval_speech(a.run, a.audio, a.output or a.run / "eval_speech", a.dataset, opts, overwrite=a.force))
 
 

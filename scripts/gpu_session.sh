@@ -19,6 +19,9 @@
 #                            `emogs eval-controls RUN --audio WAV --standard --measure-only -o RUN/eval_controls`
 #   EMOGS_CONTROLS_NOISE=SD  with EMOGS_CONTROLS_AUDIO: also the AU-noise stress test (`--au-noise SD`; measure here
 #                            with the same `--standard --au-noise SD --measure-only`)
+#   EMOGS_SPEECH_AUDIOS="A.wav B.wav"  after each job: `emogs eval-speech RUN --audio ... --render-only` (16 kHz mono
+#                            WAVs; their Whisper rows in .gpu/feature_cache, EMOGS_FEATURE_CACHE), measured here with
+#                            `emogs eval-speech RUN --audio <the same files> --dataset datasets/NAME -o RUN/eval_speech`
 #   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars (64 MiB come back at most; tars over 15 MiB
 #                            come back in parts: cat NAME.tar.part* > NAME.tar)
 #   EMOGS_STUDIO_AUDIO=WAV   after the FPS benchmark: scripts/studio_measure.py on the first run (python client;
@@ -43,6 +46,8 @@ LOG="$OUT/session.log"
 rm -rf /tmp/runs  # never resume a stale run left on a warm machine
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/gsplat-*.whl
 export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONUNBUFFERED=1 EMOGS_ASSETS="$PWD/.gpu/train_assets"
+# Whisper rows of the driving audio, computed here beforehand (the GPU image has no faster-whisper): emogs.audio.cache
+[ -d .gpu/feature_cache ] && export EMOGS_FEATURE_CACHE="$PWD/.gpu/feature_cache"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv | tee "$LOG"
 NGPU=$(nvidia-smi -L | wc -l); NCPU=$(nproc); NJOB=$#
@@ -84,6 +89,12 @@ for job in "$@"; do
         ${EMOGS_CONTROLS_NOISE:+--au-noise "$EMOGS_CONTROLS_NOISE"} --render-only --device cuda -o "/tmp/runs/$name/eval_controls" > "$OUT/logs/controls_$name.log" 2>&1
       echo "[gpu] $name controls renders rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
     fi
+    if [ -n "${EMOGS_SPEECH_AUDIOS:-}" ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
+      # shellcheck disable=SC2086
+      timeout 200 python3 -m emogs.cli eval-speech "/tmp/runs/$name" --audio $EMOGS_SPEECH_AUDIOS --dataset ".gpu/ds_$ds" \
+        --render-only --device cuda -o "/tmp/runs/$name/eval_speech" > "$OUT/logs/speech_$name.log" 2>&1
+      echo "[gpu] $name speech renders rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+    fi
   ) &
   i=$(( i + 1 ))
 done
@@ -107,16 +118,20 @@ for name in "${names[@]}"; do
   r="/tmp/runs/$name"; [ -d "$r" ] || continue
   mv "$OUT/logs/train_$name.log" "$r/train.log"; [ -f "$OUT/logs/fps_$name.log" ] && mv "$OUT/logs/fps_$name.log" "$r/fps.log"
   [ -f "$OUT/logs/controls_$name.log" ] && mv "$OUT/logs/controls_$name.log" "$r/controls.log"
+  [ -f "$OUT/logs/speech_$name.log" ] && mv "$OUT/logs/speech_$name.log" "$r/speech.log"
   [ -f "$OUT/logs/studio_$name.log" ] && mv "$OUT/logs/studio_$name.log" "$r/studio.log"
   files=()
   models=(model.safetensors); [ "${EMOGS_RETURN_MODEL:-1}" = 0 ] && models=()
-  for f in "${models[@]}" speech_aus.safetensors config.json dataset.json background.png train_cameras.npz metrics.json \
-           gpu_report.json train_log.jsonl train.log fps.log controls.log render_benchmark.json test_render.mp4 \
+  for f in "${models[@]}" speech_aus.safetensors speech_motion.safetensors config.json dataset.json background.png train_cameras.npz metrics.json \
+           gpu_report.json train_log.jsonl train.log fps.log controls.log speech.log render_benchmark.json test_render.mp4 \
            test_render.wav run.json; do
     [ -f "$r/$f" ] && files+=("$name/$f")
   done
   for f in "$r"/eval_controls/videos/*.mp4 "$r"/eval_controls/videos/specs.json; do
     [ -f "$f" ] && files+=("$name/eval_controls/videos/$(basename "$f")")
+  done
+  for f in "$r"/eval_speech/videos/*.mp4 "$r"/eval_speech/videos/specs.json; do
+    [ -f "$f" ] && files+=("$name/eval_speech/videos/$(basename "$f")")
   done
   for f in "$r"/studio/*.json; do [ -f "$f" ] && files+=("$name/studio/$(basename "$f")"); done
   last=$(ls "$r/previews"/*.png 2>/dev/null | tail -n 1); [ -n "$last" ] && files+=("$name/previews/$(basename "$last")")

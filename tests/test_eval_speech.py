@@ -92,3 +92,34 @@ def test_eval_speech_on_a_free_head(may_dataset, driving, tmp_path):
                  "--no-own-audio"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["meta"]["model_kind"] == "free" and "speech-motion" not in res["meta"]["mouth"]
+
+
+def test_render_only_then_measure_reuses_the_renders(tiny_run, driving, tmp_path):
+    """--render-only (the GPU machine: no MediaPipe) renders and writes no report; the same command without it
+    reuses those renders (same weights, audio, size) and measures."""
+    out = tmp_path / "rep"
+    assert main(["eval-speech", str(tiny_run), "--audio", str(driving / "radio.wav"), "-o", str(out),
+                 "--device", "cpu", "--render-only"]) == 0
+    assert not (out / "results.json").exists()
+    assert {p.name for p in (out / "videos").glob("*.mp4")} == {"radio.mp4", "own_test_audio.mp4"}
+    specs = (out / "videos" / "specs.json").stat().st_mtime_ns
+    assert main(["eval-speech", str(tiny_run), "--audio", str(driving / "radio.wav"), "-o", str(out),
+                 "--device", "cpu"]) == 0
+    assert (out / "videos" / "specs.json").stat().st_mtime_ns == specs
+    assert set(json.loads((out / "results.json").read_text())["renders"]) == {"radio", "own_test_audio"}
+
+
+def test_measure_only_needs_no_weights_but_the_same_audio(tiny_run, driving, tmp_path):
+    out = tmp_path / "run" / "eval_speech"
+    shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
+    run = tmp_path / "run"
+    assert main(["eval-speech", str(run), "--audio", str(driving / "radio.wav"), "-o", str(out), "--device", "cpu",
+                 "--render-only", "--no-own-audio"]) == 0
+    (run / "model.safetensors").unlink()  # what comes back from the GPU machine without the weights
+    assert main(["eval-speech", str(run), "--audio", str(driving / "radio.wav"), "-o", str(out), "--device", "cpu"]) == 2
+    other = tmp_path / "other.wav"
+    shutil.copyfile(driving / "short.wav", other)
+    assert main(["eval-speech", str(run), "--audio", str(other), "-o", str(out), "--measure-only", "--no-own-audio"]) == 2
+    assert main(["eval-speech", str(run), "--audio", str(driving / "radio.wav"), "-o", str(out), "--measure-only",
+                 "--no-own-audio"]) == 0
+    assert set(json.loads((out / "results.json").read_text())["renders"]) == {"radio"}

@@ -42,6 +42,10 @@ class SpeechEvalOptions:
     batch: int = 8
     rerender: bool = False
     own_audio: bool = True  # also render the run on its own test-split audio
+    render_only: bool = False  # render (and keep) the videos, measure nothing (a machine without MediaPipe);
+    # a later run without it on the same audio files and weights reuses them and measures
+    measure_only: bool = False  # measure videos/ rendered elsewhere (--render-only) without the run's weights:
+    # each job's video must be there, made from the same audio (the weights are not checked)
     goal_spread: float = GOAL_SPREAD
     goal_sync: float = GOAL_SYNC
 
@@ -58,8 +62,8 @@ def audio_names(audios: list[Path]) -> list[str]:
     return out
 
 
-def real_reference(root: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The real video's test split: (frames (N, S, S, 3) uint8, its 16 kHz audio, facts)."""
+def real_reference(root: Path, frames: bool = True) -> tuple[np.ndarray | None, np.ndarray, dict[str, Any]]:
+    """The real video's test split: (frames (N, S, S, 3) uint8 (None without `frames`), its 16 kHz audio, facts)."""
     from emogs.data.dataset import load_manifest
     from emogs.io.media import load_audio, read_frames
 
@@ -70,14 +74,14 @@ def real_reference(root: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     if (b - a) < MIN_SECONDS * FPS:
         raise InputError(f"{root}: the test split has {b - a} frames; the lip-sync expert needs at least "
                          f"{int(MIN_SECONDS * FPS)}")
-    frames = []
-    for i, f in enumerate(read_frames(root / "frames.mp4")):
+    out = []
+    for i, f in enumerate(read_frames(root / "frames.mp4") if frames else ()):
         if i >= b:
             break
         if i >= a:
-            frames.append(f)
+            out.append(f)
     wav = load_audio(root / "audio.wav")
-    return np.stack(frames), wav[640 * a: 640 * b], dict(dataset=str(root), test_split=[int(a), int(b)])
+    return (np.stack(out) if frames else None), wav[640 * a: 640 * b], dict(dataset=str(root), test_split=[int(a), int(b)])
 
 
 def measure_clip(frames: np.ndarray, wav: np.ndarray, expert=None) -> tuple[dict[str, float], np.ndarray]:
@@ -111,6 +115,24 @@ def _sha(path: Path) -> str | None:
     from emogs.io.atomic import sha256_file
 
     return sha256_file(path) if path.is_file() else None
+
+
+def check_renders(jobs: dict[str, tuple[np.ndarray, str]], videos: Path, size: int | None) -> dict[str, Path]:
+    """Renders made elsewhere, for measuring without the weights: every job's video there, made from the same
+    audio at the same size (videos/specs.json; weights not checked). -> {name: mp4}."""
+    from emogs.io.atomic import read_json
+
+    spec_file = videos / "specs.json"
+    if not spec_file.is_file():
+        raise InputError(f"{videos}: no renders to measure (specs.json missing); render them with --render-only")
+    specs = read_json(spec_file)
+    paths = {}
+    for n, (_, aid) in jobs.items():
+        p, have = videos / f"{n}.mp4", specs.get(n) or {}
+        if not p.is_file() or have.get("audio") != aid or have.get("size") != size:
+            raise InputError(f"{p}: missing or rendered from other audio or at another size; render it again")
+        paths[n] = p
+    return paths
 
 
 def render_all(run, jobs: dict[str, tuple[np.ndarray, str]], videos: Path, opts: SpeechEvalOptions,
@@ -206,7 +228,9 @@ def eval_speech(run_dir: str | Path, audios: list[str | Path], out_dir: str | Pa
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     t0 = time.time()
     run = open_run(run_dir)
-    if not run.has_model():
+    if opts.render_only and opts.measure_only:
+        raise InputError("--render-only and --measure-only exclude each other")
+    if not run.has_model() and not opts.measure_only:
         raise InputError(f"{run.path}: no model.safetensors (training not finished?)")
     if not audios:
         raise InputError("give at least one driving audio (--audio A.wav [B.wav ...])")
@@ -238,13 +262,16 @@ def eval_speech(run_dir: str | Path, audios: list[str | Path], out_dir: str | Pa
             raise InputError(f"{a}: the audio is silent")
         wavs[n] = (w, sha256_file(a))
     log(f"[eval-speech] real video: {root} test split")
-    real_frames, real_wav, real_facts = real_reference(root)
+    real_frames, real_wav, real_facts = real_reference(root, frames=not opts.render_only)
     jobs = dict(wavs)
     if opts.own_audio:
-        import hashlib
-
-        jobs[OWN] = (real_wav, "test-split:" + hashlib.sha256(real_wav.tobytes()).hexdigest()[:16])
-    paths = render_all(run, jobs, out / "videos", opts, log)
+        jobs[OWN] = (real_wav, "test-split:" + sha256_file(root / "audio.wav")[:16] + f":{real_facts['test_split']}")
+    paths = (check_renders(jobs, out / "videos", opts.size) if opts.measure_only
+             else render_all(run, jobs, out / "videos", opts, log))
+    if opts.render_only:
+        log(f"[eval-speech] rendered only: {len(paths)} videos in {out / 'videos'}; measure them with the same "
+            "command without --render-only")
+        return out / "videos"
 
     from emogs.eval.controls import read_render
     from emogs.experts.sync import load_sync_expert
