@@ -22,7 +22,7 @@
 #   EMOGS_SPEECH_AUDIOS="A.wav B.wav"  after each job: `emogs eval-speech RUN --audio ... --render-only` (16 kHz mono
 #                            WAVs; their Whisper rows in .gpu/feature_cache, EMOGS_FEATURE_CACHE), measured here with
 #                            `emogs eval-speech RUN --audio <the same files> --dataset datasets/NAME -o RUN/eval_speech`
-#   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars (64 MiB come back at most; tars over 15 MiB
+#   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars ("NAME1 NAME2": only those runs' weights come back) (64 MiB come back at most; tars over 15 MiB
 #                            come back in parts: cat NAME.tar.part* > NAME.tar)
 #   EMOGS_STUDIO_AUDIO=WAV   after the FPS benchmark: scripts/studio_measure.py on the first run (python client;
 #                            carry the aiohttp wheels in .whl/studio)
@@ -121,7 +121,8 @@ for name in "${names[@]}"; do
   [ -f "$OUT/logs/speech_$name.log" ] && mv "$OUT/logs/speech_$name.log" "$r/speech.log"
   [ -f "$OUT/logs/studio_$name.log" ] && mv "$OUT/logs/studio_$name.log" "$r/studio.log"
   files=()
-  models=(model.safetensors); [ "${EMOGS_RETURN_MODEL:-1}" = 0 ] && models=()
+  models=(model.safetensors)  # EMOGS_RETURN_MODEL: 1 (all), 0 (none) or the run names whose weights come back
+  case " ${EMOGS_RETURN_MODEL:-1} " in *" 1 "*|*" $name "*) ;; *) models=() ;; esac
   for f in "${models[@]}" speech_aus.safetensors speech_motion.safetensors config.json dataset.json background.png train_cameras.npz metrics.json \
            gpu_report.json train_log.jsonl train.log fps.log controls.log speech.log render_benchmark.json test_render.mp4 \
            test_render.wav run.json; do
