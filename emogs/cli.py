@@ -333,10 +333,89 @@ def _run_studio(a: argparse.Namespace) -> None:
                               max_audio_seconds=a.max_audio_seconds, jpeg_quality=a.jpeg_quality))
 
 
+# --- pretrain / adapt (EmoTaG few-shot, docs/fewshot.md) -------------------------------------------------
+def _json_overrides(text: str | None) -> dict | None:
+    import json
+
+    from emogs.errors import InputError
+
+    if not text:
+        return None
+    src = Path(text)
+    try:
+        d = json.loads(src.read_text() if src.is_file() else text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"--config-json: not JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise InputError("--config-json: must be a JSON object of settings")
+    return d
+
+
+def _args_pretrain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("datasets", type=Path, nargs="+", help="mesh datasets (`emogs prepare` with the ICT-FaceKit fit), "
+                                                          "one per identity")
+    p.add_argument("-o", "--output", type=Path, required=True, help="BASE folder (resumed from its last checkpoint)")
+    p.add_argument("--steps", type=int, default=None, help="total pretraining steps (rescales the stage schedule)")
+    p.add_argument("--budget-s", type=float, default=0.0, help="stop (checkpoint) after this many wall seconds; "
+                                                                "run again to resume")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--config-json", default=None, help="config overrides (JSON file or text), as `emogs train`")
+
+
+def _run_pretrain(a: argparse.Namespace) -> None:
+    from emogs.errors import InputError
+    from emogs.io.paths import output_dir
+    from emogs.train.config import build_config
+    from emogs.train.fewshot import pretrain
+
+    if a.steps is not None and a.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {a.steps}")
+    output_dir(a.output, inputs=a.datasets, what="base folder")
+    over = {**(_json_overrides(a.config_json) or {}), "model.kind": "emotag"}
+    try:
+        cfg = build_config(a.device, a.steps, None, over)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"config: {e}") from None
+    pretrain(a.datasets, a.output, cfg, budget_s=a.budget_s)
+
+
+def _args_adapt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("base", type=Path, help="BASE folder made by `emogs pretrain`")
+    p.add_argument("dataset", type=Path, help="the new person's mesh dataset")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder (an ordinary run: render, eval, export)")
+    p.add_argument("--seconds", type=float, default=5.0, help="use only the first N seconds of the train split "
+                                                                "(default 5)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, default=None, help="adaptation iterations")
+    g.add_argument("--budget-s", type=float, default=0.0, help="wall seconds of adaptation (iterations fitted to it)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--config-json", default=None, help="overrides of the non-model settings (JSON file or text)")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run folder")
+
+
+def _run_adapt(a: argparse.Namespace) -> None:
+    from emogs.errors import InputError
+    from emogs.io.paths import output_dir
+    from emogs.train.fewshot import adapt
+
+    if a.steps is not None and a.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {a.steps}")
+    if not a.seconds > 0:
+        raise InputError(f"--seconds must be positive, got {a.seconds}")
+    output_dir(a.output, inputs=[a.dataset, a.base], what="run folder")
+    try:
+        adapt(a.base, a.dataset, a.output, seconds=a.seconds, iters=a.steps, budget_s=a.budget_s or 0.0,
+              device=a.device, overrides=_json_overrides(a.config_json), resume=not a.no_resume)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"config: {e}") from None
+
+
 COMMANDS = {
     "analyze": (_args_analyze, _run_analyze, "per-frame AUs, blendshapes, head pose (OpenFace-like CSV)"),
     "prepare": (_args_prepare, _run_prepare, "turn a talking-head video into a training dataset"),
     "train": (_args_train, _run_train, "train an AU-controllable 3DGS talking head on a prepared dataset"),
+    "pretrain": (_args_pretrain, _run_pretrain, "EmoTaG: pretrain a few-shot BASE on the mesh datasets of many people"),
+    "adapt": (_args_adapt, _run_adapt, "EmoTaG: a new person's run from a BASE and a few seconds of their video"),
     "render": (_args_render, _run_render, "drive a trained head with new speech and AU / emotion / pose controls"),
     "studio": (_args_studio, _run_studio, "drive a trained head live in the browser: AU sliders, presets, any speech"),
     "synth": (_args_synth, _run_synth, "synthetic talking head with exact AU / blendshape ground truth"),
