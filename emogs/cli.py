@@ -341,9 +341,12 @@ def _json_overrides(text: str | None) -> dict | None:
 
     if not text:
         return None
-    src = Path(text)
     try:
-        d = json.loads(src.read_text() if src.is_file() else text)
+        is_file = len(text) < 4096 and Path(text).is_file()
+    except OSError:  # JSON text too long for a file name
+        is_file = False
+    try:
+        d = json.loads(Path(text).read_text() if is_file else text)
     except json.JSONDecodeError as e:
         raise InputError(f"--config-json: not JSON ({e})") from None
     if not isinstance(d, dict):

@@ -167,6 +167,17 @@ def _any_rank(flag: bool, world: int, device) -> bool:
     return bool(t.item() > 0)
 
 
+def state_digest(model: torch.nn.Module) -> str:
+    """sha256 of a model's parameters (what two ranks must agree on)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 # -- pretraining -------------------------------------------------------------------------------------------
 def _open_all(root: Path, cfg: TrainConfig):
     from emogs.data.dataset import TalkingHeadDataset
@@ -333,7 +344,8 @@ def pretrain(datasets: list[str | Path], base_dir: str | Path, cfg: TrainConfig,
         if logf is not None:
             logf.close()
     checkpoint(step, step >= cfg.iters)
-    summary = dict(step=step, complete=step >= cfg.iters, identities=len(roots), world=world,
+    summary = dict(step=step, complete=step >= cfg.iters, identities=len(roots), world=world, rank=rank,
+                   weights_sha256=state_digest(model),
                    wall_s=round(time.time() - t_start, 1), steps_per_s=round((step - s_last) / max(time.time() - t_last, 1e-9), 3))
     log(f"[pretrain] {'complete' if summary['complete'] else 'checkpoint'} at step {step} -> {base.path}")
     if started:
@@ -361,7 +373,8 @@ def adapt_config(base_cfg: dict, device: str = "auto", iters: int | None = None,
             raise InputError("adapt: the model's settings come from the base (no model.* overrides)")
         cfg = cfgio.override(cfg, overrides)
     validate(cfg)
-    if iters is not None and iters != cfg.iters:
+    iters = iters or TrainConfig().iters  # the schedule of a per-person run; a time budget shrinks it
+    if iters != cfg.iters:
         cfg = cfg.scaled(iters)
     return cfg
 
