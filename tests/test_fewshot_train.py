@@ -143,3 +143,13 @@ def test_render_eval_controls_export_and_avatar_work_on_the_adapted_run(adapted,
     assert frames.shape == (25, 48, 48, 3)
     e = av.speech_expression(np.zeros((100, 80), np.float32), 25)
     assert e.shape == (25, av.model.num_expressions)
+
+
+def test_the_emotag_head_trains_per_person_from_scratch(identities, tmp_path):
+    from emogs.run import open_run
+
+    over = {k: v for k, v in TINY.items() if k != "checkpoint_every"}
+    assert main(["train", str(identities[0]), "-o", str(tmp_path / "run"), "--model", "emotag", "--iters", "3",
+                 "--device", "cpu", "--config-json", json.dumps(over)]) == 0
+    r = open_run(tmp_path / "run")
+    assert r.is_complete() and r.info()["model_kind"] == "emotag" and r.load_model()[1].id_code.shape[0] == 1
