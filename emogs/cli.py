@@ -137,7 +137,8 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=list(MODEL_KINDS), default=None, dest="model_kind",
                    help="free: Gaussians deformed by the network alone; mesh: Gaussians bound to the person's fitted "
                         "ICT-FaceKit face mesh, so AU edits work beyond the training clip (needs a dataset prepared "
-                        "with the mesh fit). Default: the preset's (docs/training.md)")
+                        "with the mesh fit); emotag: the few-shot head (docs/fewshot.md) on one person from scratch. "
+                        "Default: the preset's (docs/training.md)")
     p.add_argument("--variant", choices=list(VARIANTS), default=None,
                    help="ablation: audio only, +AU, +AU+SZ-PAB, +AU+CIT-AE, full (default)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
