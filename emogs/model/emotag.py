@@ -210,6 +210,24 @@ def transfer_layout(src: GaussianSet, neutral, basis, triangles, expr_mean) -> G
     return g
 
 
+def concat_layouts(a: GaussianSet, b: GaussianSet) -> GaussianSet:
+    """One bound GaussianSet holding the Gaussians of `a`, then those of `b`."""
+    g = GaussianSet(len(a) + len(b), bound=True)
+    with torch.no_grad():
+        for name, t in g.state_dict().items():
+            t.copy_(torch.cat([a.state_dict()[name], b.state_dict()[name]]))
+    return g
+
+
+def take_layout(src: GaussianSet, idx: torch.Tensor) -> GaussianSet:
+    """The Gaussians `idx` of a bound GaussianSet."""
+    g = GaussianSet(len(idx), bound=True)
+    with torch.no_grad():
+        for name, t in g.state_dict().items():
+            t.copy_(src.state_dict()[name][idx])
+    return g
+
+
 def vote_colors(g: GaussianSet, neutral, basis, triangles, views: list, exprs: np.ndarray,
                 default: float = 0.5) -> np.ndarray:
     """(N, 3) mean image colour under each Gaussian of the layout, each view seeing it on its own posed mesh

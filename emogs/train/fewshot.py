@@ -32,7 +32,7 @@ import torch
 
 from emogs import config as cfgio
 from emogs.errors import InputError
-from emogs.model.emotag import EmoTagHead, transfer_layout, vote_colors
+from emogs.model.emotag import EmoTagHead, concat_layouts, take_layout, transfer_layout, vote_colors
 from emogs.model.gaussians import GaussianSet, _logit
 from emogs.run.base import BaseFolder
 from emogs.train.config import TrainConfig, config_from_run, validate
@@ -91,8 +91,10 @@ def init_emotag_model(cfg: TrainConfig, bank: FrameBank, ds) -> EmoTagHead:
     return _head(cfg, _layout(cfg, bank, p), p)
 
 
-def head_from_base(cfg: TrainConfig, state: dict[str, torch.Tensor], bank: FrameBank, ds, log=print) -> EmoTagHead:
-    """The base's layout and networks on a new person (see the module doc)."""
+def head_from_base(cfg: TrainConfig, state: dict[str, torch.Tensor], bank: FrameBank, ds, log=print,
+                   person_shell: bool = True) -> EmoTagHead:
+    """The base's layout and networks on a new person (see the module doc). `person_shell`: the hair/neck
+    shell made from this person's frames (as a per-person head makes it) instead of the base's."""
     if getattr(ds, "mesh", None) is None or bank.expression is None:
         raise InputError(f"{getattr(ds, 'root', 'the dataset')}: adapt needs a dataset with a fitted face mesh (mesh.npz)")
     p = _person(ds, bank)
@@ -101,17 +103,30 @@ def head_from_base(cfg: TrainConfig, state: dict[str, torch.Tensor], bank: Frame
         raise InputError(f"{ds.root}: its face mesh has another topology than the base's")
     src = GaussianSet(state["gaussians.means"].shape[0], bound=True)
     src.load_state_dict({k[len("gaussians."):]: v for k, v in state.items() if k.startswith("gaussians.")})
-    g = transfer_layout(src, p["neutral"], p["basis"], p["triangles"], p["expr_mean"])
-    col, seen = _colors(g, bank, p, max(cfg.num_vote_views, 8))
     base_col = state["gaussians.color_logit"]
     if "id_color" in state:
         base_col = base_col + state["id_color"].mean(0)
+    n_surface = cfg.model.num_face + cfg.model.num_mouth  # the layout's surface part comes first (no densification)
+    if person_shell and n_surface < len(src):
+        # the hair/neck shell outlines the pretraining person's hair: this person's own from their frames instead
+        keep_idx = torch.arange(n_surface)
+        src, base_col = take_layout(src, keep_idx), base_col[keep_idx]
+    g = transfer_layout(src, p["neutral"], p["basis"], p["triangles"], p["expr_mean"])
+    col, seen = _colors(g, bank, p, max(cfg.num_vote_views, 8))
     from emogs.model.szpab import ZONE_MOUTH
 
     logit = _logit(col)
     keep = (~torch.as_tensor(seen)) | (g.zone == ZONE_MOUTH)
     with torch.no_grad():
         g.color_logit.copy_(torch.where(keep[:, None], base_col, logit))
+    n_shell = 0
+    if person_shell and cfg.model.num_shell > 0:
+        own = _layout(cfgio.override(cfg, {"model.num_face": 1, "model.num_mouth": 0}), bank, p)
+        shell = take_layout(own, torch.arange(1, len(own)))  # what follows the one surface sample
+        n_shell = len(shell)
+        g = concat_layouts(g, shell)
+        seen = np.concatenate([seen, np.ones(n_shell, bool)])
+        keep = torch.cat([keep, torch.zeros(n_shell, dtype=torch.bool)])
     model = _head(cfgio.override(cfg, {"model.num_identities": 1}), g, p, (state["encoding.lo"], state["encoding.hi"]))
     shared = {k: v for k, v in state.items() if not k.startswith(SHARED_SKIP)}
     missing, unexpected = model.load_state_dict(shared, strict=False)
@@ -120,8 +135,8 @@ def head_from_base(cfg: TrainConfig, state: dict[str, torch.Tensor], bank: Frame
         raise InputError(f"the base does not fit this emogs's EmoTagHead (missing {bad[:3]}, unexpected {unexpected[:3]})")
     with torch.no_grad():
         model.id_code.copy_(state["id_code"].mean(0, keepdim=True))
-    log(f"[adapt] base layout on the person's mesh: {len(g)} Gaussians, {int(seen.sum())} coloured from "
-        f"their frames, {int(keep.sum())} from the base")
+    log(f"[adapt] base layout on the person's mesh: {len(g) - n_shell} Gaussians ({int(keep.sum())} keep the base's "
+        f"colour) + {n_shell} shell Gaussians from their frames")
     return model
 
 
@@ -395,7 +410,7 @@ def few_shot_datasets(dataset: str | Path, cfg: TrainConfig, seconds: float):
 
 def adapt(base_dir: str | Path, dataset: str | Path, run_dir: str | Path, seconds: float = 5.0,
           iters: int | None = None, budget_s: float = 0.0, device: str = "auto", overrides: dict | None = None,
-          resume: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+          resume: bool = True, person_shell: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """BASE + the first `seconds` of DATASET -> an ordinary run folder (see the module doc)."""
     from emogs.data.dataset import load_manifest
     from emogs.run import RunFolder
@@ -415,8 +430,9 @@ def adapt(base_dir: str | Path, dataset: str | Path, run_dir: str | Path, second
     log(f"[adapt] {dataset}: the first {len(train_ds)} frames ({len(train_ds) / 25:g} s) from base {base.path} "
         f"(step {info.get('step')}, {len(info.get('identities', []))} identities); test split {len(test_ds)} frames")
     summary = train((train_ds, test_ds), run_dir, cfg, resume=resume, log=log,
-                    init=lambda c, bank, ds: head_from_base(c, state, bank, ds, log))
+                    init=lambda c, bank, ds: head_from_base(c, state, bank, ds, log, person_shell))
     facts = dict(base=str(base.path), base_step=int(info.get("step", 0)), seconds=len(train_ds) / 25,
+                 shell="person" if person_shell else "base",
                  train_frames=[int(train_ds.indices[0]), int(train_ds.indices[-1]) + 1],
                  wall_s=round(time.time() - t0, 1))
     run.write_adapt_info(facts)
