@@ -394,6 +394,8 @@ def _args_adapt(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget-s", type=float, default=0.0, help="wall seconds of adaptation (iterations fitted to it)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--config-json", default=None, help="overrides of the non-model settings (JSON file or text)")
+    p.add_argument("--net-lr-scale", type=float, default=0.1,
+                   help="the shared networks' learning rate relative to per-person training (default 0.1)")
     p.add_argument("--base-shell", action="store_true",
                    help="keep the base's hair/neck shell (default: make the person's own from their frames)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run folder")
@@ -408,11 +410,13 @@ def _run_adapt(a: argparse.Namespace) -> None:
         raise InputError(f"--steps must be at least 1, got {a.steps}")
     if not a.seconds > 0:
         raise InputError(f"--seconds must be positive, got {a.seconds}")
+    if not a.net_lr_scale >= 0:
+        raise InputError(f"--net-lr-scale must be at least 0, got {a.net_lr_scale}")
     output_dir(a.output, inputs=[a.dataset, a.base], what="run folder")
     try:
         adapt(a.base, a.dataset, a.output, seconds=a.seconds, iters=a.steps, budget_s=a.budget_s or 0.0,
               device=a.device, overrides=_json_overrides(a.config_json), resume=not a.no_resume,
-              person_shell=not a.base_shell)
+              person_shell=not a.base_shell, net_lr_scale=a.net_lr_scale)
     except (ValueError, TypeError) as e:
         raise InputError(f"config: {e}") from None
 

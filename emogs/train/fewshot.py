@@ -375,14 +375,14 @@ ADAPT_NET_LR_SCALE = 0.1  # the shared networks move slowly; appearance, layout 
 
 
 def adapt_config(base_cfg: dict, device: str = "auto", iters: int | None = None, budget_s: float = 0.0,
-                 overrides: dict | None = None) -> TrainConfig:
+                 overrides: dict | None = None, net_lr_scale: float = ADAPT_NET_LR_SCALE) -> TrainConfig:
     """The adaptation's TrainConfig: the base's (the model's structure must stay), one identity, the device's
-    backend, the networks' learning rates times ADAPT_NET_LR_SCALE, `overrides` for anything but the model."""
+    backend, the networks' learning rates times `net_lr_scale`, `overrides` for anything but the model."""
     cfg = config_from_run(base_cfg)
     o = cfg.optim
     cfg = cfgio.override(cfg, {"model.num_identities": 1, "device": device, "time_budget_s": float(budget_s),
-                               "optim.lr_net": o.lr_net * ADAPT_NET_LR_SCALE,
-                               "optim.lr_net_final": o.lr_net_final * ADAPT_NET_LR_SCALE})
+                               "optim.lr_net": o.lr_net * net_lr_scale,
+                               "optim.lr_net_final": o.lr_net_final * net_lr_scale})
     if overrides:
         if any(str(k).startswith("model") for k in overrides):
             raise InputError("adapt: the model's settings come from the base (no model.* overrides)")
@@ -410,7 +410,8 @@ def few_shot_datasets(dataset: str | Path, cfg: TrainConfig, seconds: float):
 
 def adapt(base_dir: str | Path, dataset: str | Path, run_dir: str | Path, seconds: float = 5.0,
           iters: int | None = None, budget_s: float = 0.0, device: str = "auto", overrides: dict | None = None,
-          resume: bool = True, person_shell: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+          resume: bool = True, person_shell: bool = True, net_lr_scale: float = ADAPT_NET_LR_SCALE,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
     """BASE + the first `seconds` of DATASET -> an ordinary run folder (see the module doc)."""
     from emogs.data.dataset import load_manifest
     from emogs.run import RunFolder
@@ -422,7 +423,7 @@ def adapt(base_dir: str | Path, dataset: str | Path, run_dir: str | Path, second
     cfg_d, state, _, info = base.load()
     if info.get("status") != "complete":
         log(f"[adapt] note: {base.path} is a pretraining checkpoint (step {info.get('step')}), not a finished base")
-    cfg = adapt_config(cfg_d, device, iters, budget_s, overrides)
+    cfg = adapt_config(cfg_d, device, iters, budget_s, overrides, net_lr_scale)
     if cfg.model.kind != "emotag":
         raise InputError(f"{base.path}: not an EmoTaG base (model.kind {cfg.model.kind})")
     run = RunFolder(run_dir)
@@ -432,7 +433,7 @@ def adapt(base_dir: str | Path, dataset: str | Path, run_dir: str | Path, second
     summary = train((train_ds, test_ds), run_dir, cfg, resume=resume, log=log,
                     init=lambda c, bank, ds: head_from_base(c, state, bank, ds, log, person_shell))
     facts = dict(base=str(base.path), base_step=int(info.get("step", 0)), seconds=len(train_ds) / 25,
-                 shell="person" if person_shell else "base",
+                 shell="person" if person_shell else "base", net_lr_scale=net_lr_scale,
                  train_frames=[int(train_ds.indices[0]), int(train_ds.indices[-1]) + 1],
                  wall_s=round(time.time() - t0, 1))
     run.write_adapt_info(facts)
