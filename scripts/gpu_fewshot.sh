@@ -15,6 +15,7 @@
 #   FS_CONFIG_JSON        extra overrides for pretraining (e.g. the tiny CPU sizes)
 #   FS_ADAPT_JSON         extra overrides (non-model) for adaptation and the from-scratch runs ['{"resolution": 512}']
 #   FS_SCRATCH_JSON       overrides for the from-scratch runs only [FS_ADAPT_JSON] (the budget is added to it)
+#   FS_ADAPT_ARGS         extra `emogs adapt` flags (e.g. "--net-lr-scale 1" or "--base-shell")
 #   FS_RETURN_MODEL [0]   1: the adapted runs' model.safetensors come back too (in models.tar, 15 MiB parts)
 #
 # Here, first (repository root; .gpu_fewshot/, .gpu/ and .whl/ are git-ignored and travel with `carry`):
@@ -90,7 +91,7 @@ for t in $TESTS; do
       s=$(date +%s)
       if [ "$mode" = adapt ]; then
         timeout $(( AD_S + 240 )) $PY -m emogs.cli adapt "$W/base" "$t" -o "$W/runs/${name}_adapt" --seconds "$SEC" \
-          --budget-s "$AD_S" --device "$DEV" --config-json "$AD_JSON" > "$OUT/logs/${name}_adapt.log" 2>&1
+          --budget-s "$AD_S" --device "$DEV" --config-json "$AD_JSON" ${FS_ADAPT_ARGS:-} > "$OUT/logs/${name}_adapt.log" 2>&1
       else  # the same frames: the view's train split is the first 5 s; the mesh head from scratch, same budget
         over=$($PY -c "import json,sys; d=json.loads(sys.argv[1]); d['time_budget_s']=float(sys.argv[2]); print(json.dumps(d))" "${FS_SCRATCH_JSON:-$AD_JSON}" "$AD_S")
         echo "$over" > "$W/${name}_scratch.json"  # a file: `emogs train` takes long JSON text badly
