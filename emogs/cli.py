@@ -396,6 +396,8 @@ def _args_adapt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-json", default=None, help="overrides of the non-model settings (JSON file or text)")
     p.add_argument("--net-lr-scale", type=float, default=0.1,
                    help="the shared networks' learning rate relative to per-person training (default 0.1)")
+    p.add_argument("--reset-opacity", action="store_true",
+                   help="start the base's Gaussians at a new head's opacity instead of the base's")
     p.add_argument("--base-shell", action="store_true",
                    help="keep the base's hair/neck shell (default: make the person's own from their frames)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run folder")
@@ -416,7 +418,7 @@ def _run_adapt(a: argparse.Namespace) -> None:
     try:
         adapt(a.base, a.dataset, a.output, seconds=a.seconds, iters=a.steps, budget_s=a.budget_s or 0.0,
               device=a.device, overrides=_json_overrides(a.config_json), resume=not a.no_resume,
-              person_shell=not a.base_shell, net_lr_scale=a.net_lr_scale)
+              person_shell=not a.base_shell, net_lr_scale=a.net_lr_scale, reset_opacity=a.reset_opacity)
     except (ValueError, TypeError) as e:
         raise InputError(f"config: {e}") from None
 

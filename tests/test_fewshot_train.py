@@ -61,6 +61,8 @@ def test_pretrain_writes_a_base_and_resumes(base, identities, tmp_path):
     from emogs.train.loop import person_mesh
     pa, pb = person_mesh(identities[0]), person_mesh(identities[1])
     assert np.abs(pa["neutral"] - pb["neutral"]).max() > 0.1
+    # the base holds the first identity's mesh (each step puts its person's mesh into the head: no aliasing)
+    assert np.abs(state["mesh_neutral"].numpy() - pa["neutral"]).max() < 1e-5
     # resume: a base stopped after 2 of 4 steps continues to 4 from its checkpoint
     part = tmp_path / "part"
     from emogs.train.config import build_config
@@ -148,8 +150,32 @@ def test_render_eval_controls_export_and_avatar_work_on_the_adapted_run(adapted,
 def test_the_emotag_head_trains_per_person_from_scratch(identities, tmp_path):
     from emogs.run import open_run
 
-    over = {k: v for k, v in TINY.items() if k != "checkpoint_every"}
+    (tmp_path / "over.json").write_text(json.dumps(TINY))
     assert main(["train", str(identities[0]), "-o", str(tmp_path / "run"), "--model", "emotag", "--iters", "3",
-                 "--device", "cpu", "--config-json", json.dumps(over)]) == 0
+                 "--device", "cpu", "--config-json", str(tmp_path / "over.json")]) == 0
     r = open_run(tmp_path / "run")
     assert r.is_complete() and r.info()["model_kind"] == "emotag" and r.load_model()[1].id_code.shape[0] == 1
+
+
+def test_the_adapted_layout_is_the_bases_surface_and_the_persons_own_shell(base, identities):
+    import torch
+
+    from emogs.run.base import BaseFolder
+    from emogs.train.config import config_from_run
+    from emogs.train.data import FrameBank
+    from emogs.train.fewshot import adapt_config, few_shot_datasets, head_from_base
+
+    cfg_d, state, _, _ = BaseFolder(base).load()
+    cfg = adapt_config(cfg_d, "cpu", 4)
+    tr, _ = few_shot_datasets(identities[1], cfg, 1.0)
+    bank = FrameBank.from_dataset(tr, cfg.resolution)
+    n = config_from_run(cfg_d).model.num_face + config_from_run(cfg_d).model.num_mouth
+    own = head_from_base(cfg, state, bank, tr, log=lambda m: None, reset_opacity=True)
+    kept = head_from_base(cfg, state, bank, tr, log=lambda m: None, person_shell=False)
+    g, k = own.gaussians, kept.gaussians
+    assert torch.equal(g.means[:n], state["gaussians.means"][:n]) and torch.equal(g.parent[:n], state["gaussians.parent"][:n])
+    assert torch.equal(k.means, state["gaussians.means"]) and torch.equal(k.opacity_logit, state["gaussians.opacity_logit"])
+    shell = g.means[n:]
+    assert len(shell) > 0 and not torch.equal(shell, state["gaussians.means"][n:n + len(shell)])
+    assert torch.allclose(torch.sigmoid(g.opacity_logit), torch.tensor(0.3), atol=1e-5)
+    assert torch.equal(own.mesh_neutral, kept.mesh_neutral) and not torch.equal(own.mesh_neutral, state["mesh_neutral"])

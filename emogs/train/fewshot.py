@@ -38,8 +38,9 @@ from emogs.run.base import BaseFolder
 from emogs.train.config import TrainConfig, config_from_run, validate
 from emogs.train.data import FrameBank
 
-SHARED_SKIP = ("gaussians.color_logit", "gaussians.parent_scale", "mesh_neutral", "expr_mean", "au_mean",
-               "id_code", "id_color", "identity")
+# state keys of a base that are not loaded into an adapted head: the layout (rebuilt on the person's mesh by
+# `head_from_base`), the person's mesh and means, the identity tables
+SHARED_SKIP = ("gaussians.", "mesh_neutral", "expr_mean", "au_mean", "id_code", "id_color", "identity")
 
 
 # -- building heads -----------------------------------------------------------------------------------------
@@ -75,8 +76,8 @@ def _colors(g: GaussianSet, bank: FrameBank, p: dict, n_views: int) -> tuple[np.
 
 
 def _head(cfg: TrainConfig, g: GaussianSet, p: dict, box=None) -> EmoTagHead:
-    model = EmoTagHead(cfg.model, g, torch.as_tensor(p["neutral"]), torch.as_tensor(p["basis"]),
-                       torch.as_tensor(p["triangles"]), torch.as_tensor(p["expr_mean"]),
+    model = EmoTagHead(cfg.model, g, torch.tensor(p["neutral"]), torch.as_tensor(p["basis"]),
+                       torch.as_tensor(p["triangles"]), torch.tensor(p["expr_mean"]),
                        *(box if box is not None else (None, None)))
     model.au_mean.copy_(p["au_mean"])
     return model
@@ -92,9 +93,11 @@ def init_emotag_model(cfg: TrainConfig, bank: FrameBank, ds) -> EmoTagHead:
 
 
 def head_from_base(cfg: TrainConfig, state: dict[str, torch.Tensor], bank: FrameBank, ds, log=print,
-                   person_shell: bool = True) -> EmoTagHead:
+                   person_shell: bool = True, reset_opacity: bool = False) -> EmoTagHead:
     """The base's layout and networks on a new person (see the module doc). `person_shell`: the hair/neck
-    shell made from this person's frames (as a per-person head makes it) instead of the base's."""
+    shell made from this person's frames (as a per-person head makes it) instead of the base's.
+    `reset_opacity`: the surface Gaussians start at a per-person head's initial opacity (0.3) instead of the
+    base's (what is visible, e.g. ears under hair, is the person's)."""
     if getattr(ds, "mesh", None) is None or bank.expression is None:
         raise InputError(f"{getattr(ds, 'root', 'the dataset')}: adapt needs a dataset with a fitted face mesh (mesh.npz)")
     p = _person(ds, bank)
@@ -119,6 +122,8 @@ def head_from_base(cfg: TrainConfig, state: dict[str, torch.Tensor], bank: Frame
     keep = (~torch.as_tensor(seen)) | (g.zone == ZONE_MOUTH)
     with torch.no_grad():
         g.color_logit.copy_(torch.where(keep[:, None], base_col, logit))
+        if reset_opacity:
+            g.opacity_logit.fill_(float(_logit(np.float32(0.3))))
     n_shell = 0
     if person_shell and cfg.model.num_shell > 0:
         own = _layout(cfgio.override(cfg, {"model.num_face": 1, "model.num_mouth": 0}), bank, p)
@@ -279,8 +284,9 @@ def pretrain(datasets: list[str | Path], base_dir: str | Path, cfg: TrainConfig,
         for t in list(model.parameters()):
             dist.broadcast(t.data, 0)
     params = [p for grp in opt.param_groups for p in grp["params"]]
-    dev_people = [dict(neutral=torch.as_tensor(p["neutral"], device=device),
-                       expr_mean=torch.as_tensor(p["expr_mean"], device=device), au_mean=p["au_mean"].to(device))
+    # copies (torch.tensor): the head's buffers are overwritten by `put`, and must not alias these
+    dev_people = [dict(neutral=torch.tensor(p["neutral"], device=device),
+                       expr_mean=torch.tensor(p["expr_mean"], device=device), au_mean=p["au_mean"].clone().to(device))
                   for p in people]
     identities = [dict(name=r.name, dataset=str(r), frames=len(b)) for r, b in zip(roots, banks)]
 
@@ -411,6 +417,7 @@ def few_shot_datasets(dataset: str | Path, cfg: TrainConfig, seconds: float):
 def adapt(base_dir: str | Path, dataset: str | Path, run_dir: str | Path, seconds: float = 5.0,
           iters: int | None = None, budget_s: float = 0.0, device: str = "auto", overrides: dict | None = None,
           resume: bool = True, person_shell: bool = True, net_lr_scale: float = ADAPT_NET_LR_SCALE,
+          reset_opacity: bool = False,
           log: Callable[[str], None] = print) -> dict[str, Any]:
     """BASE + the first `seconds` of DATASET -> an ordinary run folder (see the module doc)."""
     from emogs.data.dataset import load_manifest
@@ -431,9 +438,9 @@ def adapt(base_dir: str | Path, dataset: str | Path, run_dir: str | Path, second
     log(f"[adapt] {dataset}: the first {len(train_ds)} frames ({len(train_ds) / 25:g} s) from base {base.path} "
         f"(step {info.get('step')}, {len(info.get('identities', []))} identities); test split {len(test_ds)} frames")
     summary = train((train_ds, test_ds), run_dir, cfg, resume=resume, log=log,
-                    init=lambda c, bank, ds: head_from_base(c, state, bank, ds, log, person_shell))
+                    init=lambda c, bank, ds: head_from_base(c, state, bank, ds, log, person_shell, reset_opacity))
     facts = dict(base=str(base.path), base_step=int(info.get("step", 0)), seconds=len(train_ds) / 25,
-                 shell="person" if person_shell else "base", net_lr_scale=net_lr_scale,
+                 shell="person" if person_shell else "base", net_lr_scale=net_lr_scale, reset_opacity=reset_opacity,
                  train_frames=[int(train_ds.indices[0]), int(train_ds.indices[-1]) + 1],
                  wall_s=round(time.time() - t0, 1))
     run.write_adapt_info(facts)
