@@ -174,8 +174,9 @@ class Avatar:
 
     @property
     def is_mesh(self) -> bool:
-        """A mesh-rigged head (emogs.model.mesh_head): expressions act on its ICT-FaceKit mesh."""
-        return getattr(self.model.cfg, "kind", "free") == "mesh"
+        """A mesh-rigged head (emogs.model.mesh_head, or the few-shot emogs.model.emotag): expressions act on its
+        ICT-FaceKit mesh."""
+        return getattr(self.model.cfg, "kind", "free") in ("mesh", "emotag")
 
     def speech_expression(self, wav: np.ndarray, num_frames: int, rows: np.ndarray | None = None) -> np.ndarray | None:
         """(F, E) the default face per frame of a mesh-rigged head with a speech-motion model: the training
@@ -183,6 +184,12 @@ class Avatar:
         run's fine-tuned emogs.model.speech_motion prior predicts from the 16 kHz audio `wav`); None otherwise.
         The prior reads its own feature kind (Whisper-base rows); `rows`, the head's feature rows of `wav`,
         are reused when the head reads the same kind, else the prior's rows are computed here."""
+        if getattr(self.model.cfg, "kind", "free") == "emotag":
+            if rows is None:
+                from emogs.audio import feature_rows
+
+                rows, _ = feature_rows(np.asarray(wav, np.float32), self.model.cfg.audio_feature)
+            return self._emotag_speech_expression(rows, num_frames)
         if not self.is_mesh or self.motion is None:
             return None
         from emogs.audio import feature_rows
@@ -194,6 +201,19 @@ class Avatar:
         base = self.model.expr_mean.detach().cpu().numpy()
         return expand(predict_rows(module, rows, num_frames, mean, scale), base, self.info["expression_names"],
                       module.cfg.coeffs)
+
+    @torch.no_grad()
+    def _emotag_speech_expression(self, rows: np.ndarray, num_frames: int, chunk: int = 256) -> np.ndarray:
+        """(F, E) an EmoTaG head's audio-driven default face: its motion network's base branch
+        (emogs.model.emotag.EmoTagHead.speech_expression) on each frame's audio window."""
+        from emogs.data.windows import feature_windows
+
+        rpf = max(1, int(round(len(rows) / max(num_frames, 1))))
+        out = []
+        for a in range(0, num_frames, chunk):
+            w = feature_windows(rows, rpf, np.arange(a, min(num_frames, a + chunk)), self.model.cfg.audio_window)
+            out.append(self.model.speech_expression(torch.as_tensor(np.asarray(w, np.float32), device=self.device)).cpu())
+        return np.clip(torch.cat(out).numpy(), 0.0, 1.0).astype(np.float32)
 
     def expressions(self, au: np.ndarray, base: np.ndarray | None = None) -> np.ndarray | None:
         """(F, 17) AUs -> (F, E) mesh expression coefficients for a mesh-rigged head (None for a free one): the

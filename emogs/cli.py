@@ -137,7 +137,8 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=list(MODEL_KINDS), default=None, dest="model_kind",
                    help="free: Gaussians deformed by the network alone; mesh: Gaussians bound to the person's fitted "
                         "ICT-FaceKit face mesh, so AU edits work beyond the training clip (needs a dataset prepared "
-                        "with the mesh fit). Default: the preset's (docs/training.md)")
+                        "with the mesh fit); emotag: the few-shot head (docs/fewshot.md) on one person from scratch. "
+                        "Default: the preset's (docs/training.md)")
     p.add_argument("--variant", choices=list(VARIANTS), default=None,
                    help="ablation: audio only, +AU, +AU+SZ-PAB, +AU+CIT-AE, full (default)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -393,10 +394,101 @@ def _run_studio(a: argparse.Namespace) -> None:
                               max_audio_seconds=a.max_audio_seconds, jpeg_quality=a.jpeg_quality))
 
 
+# --- pretrain / adapt (EmoTaG few-shot, docs/fewshot.md) -------------------------------------------------
+def _json_overrides(text: str | None) -> dict | None:
+    import json
+
+    from emogs.errors import InputError
+
+    if not text:
+        return None
+    try:
+        is_file = len(text) < 4096 and Path(text).is_file()
+    except OSError:  # JSON text too long for a file name
+        is_file = False
+    try:
+        d = json.loads(Path(text).read_text() if is_file else text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"--config-json: not JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise InputError("--config-json: must be a JSON object of settings")
+    return d
+
+
+def _args_pretrain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("datasets", type=Path, nargs="+", help="mesh datasets (`emogs prepare` with the ICT-FaceKit fit), "
+                                                          "one per identity")
+    p.add_argument("-o", "--output", type=Path, required=True, help="BASE folder (resumed from its last checkpoint)")
+    p.add_argument("--steps", type=int, default=None, help="total pretraining steps (rescales the stage schedule)")
+    p.add_argument("--budget-s", type=float, default=0.0, help="stop (checkpoint) after this many wall seconds; "
+                                                                "run again to resume")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--config-json", default=None, help="config overrides (JSON file or text), as `emogs train`")
+
+
+def _run_pretrain(a: argparse.Namespace) -> None:
+    from emogs.errors import InputError
+    from emogs.io.paths import output_dir
+    from emogs.train.config import build_config
+    from emogs.train.fewshot import pretrain
+
+    if a.steps is not None and a.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {a.steps}")
+    output_dir(a.output, inputs=a.datasets, what="base folder")
+    over = {**(_json_overrides(a.config_json) or {}), "model.kind": "emotag"}
+    try:
+        cfg = build_config(a.device, a.steps, None, over)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"config: {e}") from None
+    pretrain(a.datasets, a.output, cfg, budget_s=a.budget_s)
+
+
+def _args_adapt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("base", type=Path, help="BASE folder made by `emogs pretrain`")
+    p.add_argument("dataset", type=Path, help="the new person's mesh dataset")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder (an ordinary run: render, eval, export)")
+    p.add_argument("--seconds", type=float, default=5.0, help="use only the first N seconds of the train split "
+                                                                "(default 5)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, default=None, help="adaptation iterations")
+    g.add_argument("--budget-s", type=float, default=0.0, help="wall seconds of adaptation (iterations fitted to it)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--config-json", default=None, help="overrides of the non-model settings (JSON file or text)")
+    p.add_argument("--net-lr-scale", type=float, default=0.1,
+                   help="the shared networks' learning rate relative to per-person training (default 0.1)")
+    p.add_argument("--reset-opacity", action="store_true",
+                   help="start the base's Gaussians at a new head's opacity instead of the base's")
+    p.add_argument("--base-shell", action="store_true",
+                   help="keep the base's hair/neck shell (default: make the person's own from their frames)")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run folder")
+
+
+def _run_adapt(a: argparse.Namespace) -> None:
+    from emogs.errors import InputError
+    from emogs.io.paths import output_dir
+    from emogs.train.fewshot import adapt
+
+    if a.steps is not None and a.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {a.steps}")
+    if not a.seconds > 0:
+        raise InputError(f"--seconds must be positive, got {a.seconds}")
+    if not a.net_lr_scale >= 0:
+        raise InputError(f"--net-lr-scale must be at least 0, got {a.net_lr_scale}")
+    output_dir(a.output, inputs=[a.dataset, a.base], what="run folder")
+    try:
+        adapt(a.base, a.dataset, a.output, seconds=a.seconds, iters=a.steps, budget_s=a.budget_s or 0.0,
+              device=a.device, overrides=_json_overrides(a.config_json), resume=not a.no_resume,
+              person_shell=not a.base_shell, net_lr_scale=a.net_lr_scale, reset_opacity=a.reset_opacity)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"config: {e}") from None
+
+
 COMMANDS = {
     "analyze": (_args_analyze, _run_analyze, "per-frame AUs, blendshapes, head pose (OpenFace-like CSV)"),
     "prepare": (_args_prepare, _run_prepare, "turn a talking-head video into a training dataset"),
     "train": (_args_train, _run_train, "train an AU-controllable 3DGS talking head on a prepared dataset"),
+    "pretrain": (_args_pretrain, _run_pretrain, "EmoTaG: pretrain a few-shot BASE on the mesh datasets of many people"),
+    "adapt": (_args_adapt, _run_adapt, "EmoTaG: a new person's run from a BASE and a few seconds of their video"),
     "render": (_args_render, _run_render, "drive a trained head with new speech and AU / emotion / pose controls"),
     "studio": (_args_studio, _run_studio, "drive a trained head live in the browser: AU sliders, presets, any speech"),
     "synth": (_args_synth, _run_synth, "synthetic talking head with exact AU / blendshape ground truth"),

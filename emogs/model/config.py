@@ -14,7 +14,9 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 
 
-MODEL_KINDS = ("free", "mesh")  # and "auto" in a training config: mesh when the dataset has a mesh fit
+MODEL_KINDS = ("free", "mesh", "emotag")  # and "auto" in a training config: mesh when the dataset has a mesh fit
+# emotag: the few-shot head (emogs.model.emotag): a mesh head shared across people (`emogs pretrain`), personalised
+# by an identity code (`emogs adapt`); trainable per person too (`emogs train --model emotag`)
 
 
 @dataclass
@@ -60,6 +62,11 @@ class ModelConfig:
     bias_synergy: float = 0.0
     bias_other: float = 0.0
     bias_au_in_other: float = -4.0  # AU tokens in head-other (hair, ears, neck); 0 in the first runs
+    # emotag heads only (emogs.model.emotag): identity codes, the motion network and its loss weight
+    num_identities: int = 1  # rows of the identity-code table (pretraining: one per identity; adapted: 1)
+    id_dim: int = 32
+    grmn_hidden: int = 128
+    motion_loss: float = 1.0  # weight of the GRMN's MSE against the fitted expression coefficients
 
     def flags(self) -> dict[str, bool]:
         if self.kind not in (*MODEL_KINDS, "auto"):

@@ -4,7 +4,7 @@
 RUN/
   run.json               format version, emogs version, model kind, the dataset it was trained on
                          (path, sha256 of the source clip), status "training" | "complete" (written first,
-                         rewritten when training finishes)
+                         rewritten when training finishes); runs of `emogs adapt`: "adapt" (base, seconds, wall s)
   config.json            the full TrainConfig (model + train + data settings), rewritten with every checkpoint
   model.safetensors      final network + Gaussian weights; metadata: emogs version, run format version
   speech_aus.safetensors audio -> speech AUs (AU17/20/23/25/26) ridge regression
@@ -216,6 +216,12 @@ class RunFolder:
         d.update(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), **facts)
         write_json(self.path / RUN_JSON, d)
 
+    def write_adapt_info(self, facts: dict[str, Any]) -> None:
+        """run.json's "adapt" entry of a run made by `emogs adapt` (the base, the seconds used, wall time)."""
+        d = self.info()
+        d["adapt"] = facts
+        write_json(self.path / RUN_JSON, d)
+
     # -- dataset facts, cameras, plate --------------------------------------------------------------
     def dataset_info(self) -> dict[str, Any]:
         d = _read_json(self.path / DATASET_INFO)
@@ -304,11 +310,10 @@ class RunFolder:
 
     def _build(self, mc, state: dict[str, torch.Tensor], path: Path):
         from emogs.model.head import TalkingHead
-        from emogs.model.mesh_head import MeshHead
 
         try:
             state = migrate_model_state(state, TalkingHead.feature_dim(mc), mc.token_dim)
-            return (MeshHead if mc.kind == "mesh" else TalkingHead).from_state_dict(mc, state)
+            return _model_class(mc.kind).from_state_dict(mc, state)
         except (KeyError, RuntimeError, ValueError) as e:
             raise InputError(f"{path}: does not fit the run's config.json ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:100]}); retrain the run") from None
@@ -424,6 +429,21 @@ class RunFolder:
                     if isinstance(d, dict) and isinstance(d.get(key), (int, float)):
                         return float(d[key]), str(p)
         return None, None
+
+
+def _model_class(kind: str):
+    """The model class of a run's `model.kind`."""
+    if kind == "emotag":
+        from emogs.model.emotag import EmoTagHead
+
+        return EmoTagHead
+    if kind == "mesh":
+        from emogs.model.mesh_head import MeshHead
+
+        return MeshHead
+    from emogs.model.head import TalkingHead
+
+    return TalkingHead
 
 
 def open_run(path: str | Path) -> RunFolder:

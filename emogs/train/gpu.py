@@ -3,6 +3,7 @@
     python3 -m emogs.train.gpu DATASET RUN [--budget-s 450] [--iters N] [--variant full] [--seed S] [--out DIR]
     python -m emogs.train.gpu pack-assets .gpu/train_assets   (here, once: face meshes + LPIPS weights)
     python -m emogs.train.gpu pack-dataset datasets/NAME .gpu/ds_NAME   (here: what training reads)
+    python -m emogs.train.gpu pack-fewshot SPLIT.json .gpu_fewshot       (here: EmoTaG pretraining + test people)
     python -m emogs.io.media mux RUN/test_render.mp4          (here, after: mux the test audio)
 
 Runs the `gpu_config()` preset (512 px) on CUDA with gsplat, with `time_budget_s` so training plus the
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "pack-assets":
         pack_assets(Path(argv[1]))
         return 0
+    if argv and argv[0] == "pack-fewshot":  # EmoTaG data for scripts/gpu_fewshot.sh (emogs.train.fewshot_pack)
+        from emogs.train.fewshot_pack import pack_fewshot_cli
+
+        return pack_fewshot_cli(argv[1:])
     if argv and argv[0] == "pack-dataset":
         pack_dataset(Path(argv[1]), Path(argv[2]), whisper="--whisper" in argv)
         return 0

@@ -35,7 +35,7 @@ def open_datasets(root: str | Path, cfg: TrainConfig):
 
     m = cfg.model
     kw = dict(audio_feature=m.audio_feature, audio_window=m.audio_window, au_window=m.au_window,
-              mesh=m.kind == "mesh")
+              mesh=m.kind in ("mesh", "emotag"))
     return TalkingHeadDataset(root, split="train", **kw), TalkingHeadDataset(root, split="test", **kw)
 
 
@@ -75,6 +75,10 @@ def init_model(cfg: TrainConfig, bank: FrameBank, ds=None) -> TalkingHead:
     dataset's fit), then the networks."""
     if cfg.model.kind == "mesh":
         return init_mesh_model(cfg, bank, ds)
+    if cfg.model.kind == "emotag":  # the few-shot head, here trained on one person from scratch
+        from emogs.train.fewshot import init_emotag_model
+
+        return init_emotag_model(cfg, bank, ds)
     from emogs.face.camera import canonical_face_mesh
 
     verts, faces, _ = canonical_face_mesh()
@@ -147,6 +151,16 @@ def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
     return model
 
 
+def add_auxiliary_loss(model: TalkingHead, batch: dict, loss: torch.Tensor, terms: dict) -> tuple[torch.Tensor, dict]:
+    """The model's own loss terms (`model.auxiliary_loss(batch)`, e.g. the EmoTaG motion network's) added to
+    the image losses; unchanged for models without one."""
+    aux = getattr(model, "auxiliary_loss", None)
+    if aux is None:
+        return loss, terms
+    extra, t = aux(batch)
+    return loss + extra, {**terms, **t}
+
+
 def _fill_data_sizes(cfg: TrainConfig, bank: FrameBank) -> TrainConfig:
     return cfgio.override(cfg, {"model.audio_dim": int(bank.audio.shape[-1]),
                                 "model.audio_window": int(bank.audio.shape[1]) // 2,
@@ -207,10 +221,12 @@ def _check_run_folder(run: RunFolder, manifest: dict | None, root, resume: bool)
 
 
 def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, resume: bool = True,
-          max_steps: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+          max_steps: int | None = None, log: Callable[[str], None] = print,
+          init: Callable[..., TalkingHead] | None = None) -> dict[str, Any]:
     """Train (or resume) a run. `dataset`: a prepared DATASET folder, or (train_ds, test_ds) objects with
     the TalkingHeadDataset item dict. `max_steps` stops this call after that many iterations (checkpoint
-    written), as an interruption would. A finished run is left as it is. Returns a summary dict (final
+    written), as an interruption would. `init(cfg, bank, train_ds)` builds the model of a new run (default
+    `init_model`; `emogs adapt` starts from a pretrained base). A finished run is left as it is. Returns a summary dict (final
     iteration, metrics if finished)."""
     run = RunFolder(run_dir)
     manifest = None
@@ -253,7 +269,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
     else:
         torch.manual_seed(cfg.seed)
         cfg = _fill_data_sizes(cfg, bank)
-        model = init_model(cfg, bank, train_ds).to(device)
+        model = (init or init_model)(cfg, bank, train_ds).to(device)
         extent = model.gaussians.extent()
         opt = build_optimizer(model, cfg, extent)
         stats = DensifyStats.zeros(len(model.gaussians), device)
@@ -309,6 +325,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
             ctx = LossContext(out.rgb, b["image"], b, out, model, stage)
             loss, terms = compute_losses(ctx, cfg.loss, expert_terms(experts, cfg, out.rgb, ids, it, window))
             expert_means.add({k: terms[k] for k in ("sync", "au") if k in terms})
+            loss, terms = add_auxiliary_loss(model, b, loss, terms)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if dcfg.start <= it < dcfg.stop and out.means.grad is not None:
