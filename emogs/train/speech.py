@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from emogs.errors import InputError
+
 
 def prior_rows(ds, log: Callable[[str], None] = lambda s: None) -> np.ndarray | None:
     """(R, 512) Whisper-base rows of a dataset's whole clip (50 Hz): its own audio rows when the head reads
@@ -39,7 +41,12 @@ def prior_rows(ds, log: Callable[[str], None] = lambda s: None) -> np.ndarray | 
     from emogs.io.media import load_audio
 
     t0 = time.time()
-    rows, _ = feature_rows(load_audio(root / "audio.wav"), PRIOR_FEATURE)
+    try:
+        rows, _ = feature_rows(load_audio(root / "audio.wav"), PRIOR_FEATURE)
+    except (ImportError, InputError) as e:  # no faster-whisper or its model here (the GPU image), no packed rows
+        log(f"[train] speech motion: skipped ({PRIOR_FEATURE} features are not in the dataset and cannot be "
+            f"computed here: {e}); prepare the dataset with Whisper features")
+        return None
     log(f"[train] speech motion: {PRIOR_FEATURE} features computed from audio.wav ({time.time() - t0:.1f} s; "
         "the dataset was prepared without them)")
     return rows
@@ -135,7 +142,7 @@ def speech_motion_stage(run, ds, cfg, log: Callable[[str], None] = print) -> dic
         return None
     rows = prior_rows(ds, log)
     if rows is None:
-        log("[train] speech motion: skipped (no audio in the dataset)")
+        log("[train] speech motion: skipped (no usable audio features in the dataset)")
         return None
     module, mean, scale, report = fine_tune_prior(rows, mesh["expression"], [str(n) for n in mesh["expression_names"]],
                                                   np.asarray(ds.indices), cfg.speech, seed=cfg.seed)
