@@ -196,8 +196,18 @@ class Avatar:
         from emogs.model.speech_motion import expand, predict_rows
 
         module, mean, scale = self.motion
+        wav = np.asarray(wav, np.float32)
+        if not len(wav) or float(np.abs(wav).max()) < 1e-4:
+            return None  # silence: the mouth rests at the person's mean (the studio's idle clip)
         if rows is None or module.cfg.feature != self.model.cfg.audio_feature:
-            rows, _ = feature_rows(np.asarray(wav, np.float32), module.cfg.feature)
+            try:
+                rows, _ = feature_rows(wav, module.cfg.feature)
+            except (ImportError, InputError) as e:  # no faster-whisper or its model on this machine
+                if not getattr(self, "_warned_no_prior_rows", False):
+                    print(f"warning: the speech-motion prior needs {module.cfg.feature} features, which cannot be "
+                          f"computed here ({e}); the mouth follows the speech AUs instead", file=sys.stderr)
+                    self._warned_no_prior_rows = True
+                return None
         base = self.model.expr_mean.detach().cpu().numpy()
         return expand(predict_rows(module, rows, num_frames, mean, scale), base, self.info["expression_names"],
                       module.cfg.coeffs)

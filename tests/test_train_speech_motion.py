@@ -241,3 +241,27 @@ def test_add_to_a_run_trained_before_the_stage(speech_run, may_dataset, tmp_path
     (old / "run.json").write_text((old / "run.json").read_text().replace('"complete"', '"training"'))
     with pytest.raises(InputError, match="not a finished run"):
         add_to_run(old, may_dataset, force=True, log=lambda _: None)
+
+
+def test_silence_and_a_machine_without_whisper_fall_back_to_no_prior(speech_run, may_dataset, monkeypatch, capsys):
+    """Silence needs no Whisper (the mouth rests at the mean); where the prior's features cannot be computed
+    (no faster-whisper, e.g. the GPU image without a feature cache) the Avatar warns once and renders with the
+    speech AUs instead of failing."""
+    import emogs.audio as audio
+    from emogs.avatar import Avatar
+
+    av = Avatar.load(speech_run, device="cpu", size=64)
+    assert av.speech_expression(np.zeros(16000, np.float32), 25) is None
+    wav = _speech(may_dataset)
+    assert av.speech_expression(wav, len(wav) // 640) is not None
+
+    def no_whisper(w, kind):
+        if kind == "whisper":
+            raise ImportError("No module named 'faster_whisper'")
+        return real(w, kind)
+
+    real = audio.feature_rows
+    monkeypatch.setattr(audio, "feature_rows", no_whisper)
+    assert av.speech_expression(wav, len(wav) // 640) is None
+    assert av.speech_expression(wav, len(wav) // 640) is None
+    assert capsys.readouterr().err.count("speech-motion prior needs whisper") == 1
