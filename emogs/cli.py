@@ -149,24 +149,11 @@ def _args_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(a: argparse.Namespace) -> None:
-    import json
-
     from emogs.errors import InputError
     from emogs.train.config import build_config
     from emogs.train.loop import train
 
-    overrides = None
-    if a.config_json:
-        src = Path(a.config_json)
-        if src.is_dir():
-            raise InputError(f"--config-json {src}: is a folder; give a JSON file or JSON text")
-        text = src.read_text() if src.is_file() else a.config_json
-        try:
-            overrides = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"--config-json: not JSON ({e})") from None
-        if not isinstance(overrides, dict):
-            raise InputError("--config-json: must be a JSON object of settings")
+    overrides = _json_overrides(a.config_json)
     if a.model_kind is not None:
         overrides = {**(overrides or {}), "model.kind": a.model_kind}
     from emogs.io.paths import output_dir
@@ -403,6 +390,8 @@ def _json_overrides(text: str | None) -> dict | None:
     if not text:
         return None
     try:
+        if Path(text).is_dir():
+            raise InputError(f"--config-json {text}: is a folder; give a JSON file or JSON text")
         is_file = len(text) < 4096 and Path(text).is_file()
     except OSError:  # JSON text too long for a file name
         is_file = False

@@ -71,3 +71,14 @@ def test_config_json_values_are_validated(may_dataset, tmp_path, capsys):
                  "--config-json", '{"resolution": "abc"}']) == 2
     _one_line_error(capsys, "train", "resolution")
     assert not (tmp_path / "run").exists()
+
+
+def test_config_json_text_longer_than_a_file_name(may_dataset, tmp_path, capsys):
+    """JSON text too long to be a file name is read as JSON (it once failed with "file name too long"); its
+    values are still validated."""
+    import json
+
+    text = json.dumps({"resolution": "abc", "run_name_padding_for_a_long_text": "x" * 5000})
+    assert main(["train", str(may_dataset), "-o", str(tmp_path / "run"), "--device", "cpu", "--config-json", text]) == 2
+    err = capsys.readouterr().err
+    assert "too long" not in err and ("resolution" in err or "run_name_padding" in err)
