@@ -108,7 +108,6 @@ def add_region_errors(res, pred_frames, gt_frames, root: Path, span: tuple[int, 
     from emogs.io.atomic import atomic_path
 
     a, b = span
-    labels = (lab for i, lab in enumerate(read_labels(root / "labels.mkv")) if a <= i < b)
     first = {}
 
     def keep_first(it):
@@ -117,7 +116,15 @@ def add_region_errors(res, pred_frames, gt_frames, root: Path, span: tuple[int, 
                 first["gt"] = f
             yield f
 
-    r = region_errors(pred_frames, keep_first(gt_frames), labels)
+    def labels():  # the dataset's label maps at the render's size (training may render below the dataset's)
+        for i, lab in enumerate(read_labels(root / "labels.mkv")):
+            if i >= b:
+                break
+            if i >= a:
+                side = first["gt"].shape[:2] if "gt" in first else lab.shape
+                yield lab if lab.shape == side else cv2.resize(lab, (side[1], side[0]), interpolation=cv2.INTER_NEAREST)
+
+    r = region_errors(pred_frames, keep_first(gt_frames), labels())
     for name, d in r["regions"].items():
         res.metrics[f"region_{name}_psnr"] = d["psnr"]
         res.metrics[f"region_{name}_sse_share"] = d["sse_share"]
