@@ -13,7 +13,9 @@
 #   FS_SECONDS [5]        seconds of the test person's video used
 #   FS_DEVICE [cuda]      cuda | cpu (cpu: the same pipeline at a tiny size, to check it end to end here)
 #   FS_CONFIG_JSON        extra overrides for pretraining (e.g. the tiny CPU sizes)
-#   FS_ADAPT_JSON         extra overrides (non-model) for adaptation and the from-scratch runs ['{"resolution": 512}']
+#   FS_ADAPT_JSON         extra overrides (non-model) for adaptation and the from-scratch runs
+#                         ['{"resolution": 512, "loss.sync": 0.0, "loss.au": 0.0}': the test packs carry no Whisper
+#                         rows, which L_sync needs and the GPU image cannot compute]
 #   FS_SCRATCH_JSON       overrides for the from-scratch runs only [FS_ADAPT_JSON] (the budget is added to it)
 #   FS_ADAPT_ARGS         extra `emogs adapt` flags (e.g. "--net-lr-scale 1" or "--base-shell")
 #   FS_RETURN_MODEL [0]   1: the adapted runs' model.safetensors come back too (in models.tar, 15 MiB parts)
@@ -79,7 +81,7 @@ OMP_NUM_THREADS=$PER timeout $(( PRE_S + 150 )) "${LAUNCH[@]}" pretrain $IDS -o 
 say "pretrain rc=$? ($(grep -c . "$W/base/pretrain_log.jsonl" 2>/dev/null || echo 0) log lines)"
 
 # 2. adapt + from-scratch, all at once, round robin over the GPUs
-AD_JSON="${FS_ADAPT_JSON:-}"; [ -z "$AD_JSON" ] && AD_JSON='{"resolution": 512}'
+AD_JSON="${FS_ADAPT_JSON:-}"; [ -z "$AD_JSON" ] && AD_JSON='{"resolution": 512, "loss.sync": 0.0, "loss.au": 0.0}'
 NJOB=$(( 2 * $(echo $TESTS | wc -w) )); PER=$(( NCPU / NJOB )); [ "$PER" -lt 1 ] && PER=1; [ "$PER" -gt 8 ] && PER=8
 i=0
 for t in $TESTS; do
