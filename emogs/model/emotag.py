@@ -82,14 +82,6 @@ class EmoTagHead(MeshHead):
         self.grmn = GRMN(cfg.audio_dim, 2 * cfg.audio_window, len(UPPER_AU_INDEX), C, self.num_expressions,
                          cfg.grmn_hidden)
 
-    @classmethod
-    def from_state_dict(cls, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> "EmoTagHead":
-        g = GaussianSet(state["gaussians.means"].shape[0], bound=True)
-        model = cls(cfg, g, state["mesh_neutral"], state["mesh_basis"], state["mesh_triangles"],
-                    state["expr_mean"], state["encoding.lo"], state["encoding.hi"])
-        model.load_state_dict(state)
-        return model
-
     # -- identity ---------------------------------------------------------------------------------------
     def set_identity(self, k: int) -> None:
         if not 0 <= k < self.id_code.shape[0]:
@@ -232,20 +224,11 @@ def vote_colors(g: GaussianSet, neutral, basis, triangles, views: list, exprs: n
                 default: float = 0.5) -> np.ndarray:
     """(N, 3) mean image colour under each Gaussian of the layout, each view seeing it on its own posed mesh
     (as `init_mesh_gaussians`): views are `emogs.model.gaussians.View`s, `exprs` (n, E) their expressions."""
-    from emogs.model.gaussians import _project
+    from emogs.model.gaussians import sample_colors
 
-    n = len(g)
-    acc, cnt = np.zeros((n, 3)), np.zeros(n)
+    if not len(exprs):
+        return np.full((len(g), 3), default)
     nt, bt, tt = (torch.as_tensor(neutral).float(), torch.as_tensor(basis).float(), torch.as_tensor(triangles))
     with torch.no_grad():
-        for v, e in zip(views, exprs):
-            x = layout_on_mesh(g, nt, bt, tt, torch.as_tensor(e)).numpy().astype(np.float64)
-            uv, z = _project(x, v.K, v.world_to_cam)
-            h, w = v.labels.shape
-            px = np.floor(uv).astype(np.int64)
-            ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
-            acc[ok] += v.image[px[ok, 1], px[ok, 0]]
-            cnt[ok] += 1
-    col = acc / np.maximum(cnt, 1)[:, None]
-    col[cnt == 0] = default
-    return col
+        pts = [layout_on_mesh(g, nt, bt, tt, torch.as_tensor(e)).numpy().astype(np.float64) for e in exprs]
+    return sample_colors(pts, views, default)

@@ -166,14 +166,29 @@ def shell_points(views: list[View], n: int, rng: np.random.Generator, labels: tu
     return allp[rng.choice(len(allp), size=min(n, len(allp)), replace=False)]
 
 
-def vote_zones(points: np.ndarray, views: list[View]) -> np.ndarray:
-    """Majority vote of label_to_zone over the views each point projects into: (P, 3) -> (P,) zones."""
-    votes = np.zeros((len(points), NUM_ZONES), np.int32)
-    for v in views:
-        uv, z = _project(points, v.K, v.world_to_cam)
-        h, w = v.labels.shape
-        px = np.floor(uv).astype(np.int64)
-        ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+def _per_view(points, views: list[View]) -> tuple[int, list[np.ndarray]]:
+    """(P, the points each view sees): one (P, 3) array for every view, or already a list of one per view
+    (points that move between views, e.g. Gaussians on a mesh posed by each view's expression)."""
+    if isinstance(points, (list, tuple)):
+        return (len(points[0]) if len(points) else 0), list(points)
+    return len(points), [points] * len(views)
+
+
+def _visible_pixels(points: np.ndarray, v: View) -> tuple[np.ndarray, np.ndarray]:
+    """(ok (P,) bool: in front of the camera and inside the image, px (P, 2) int pixel of each point)."""
+    uv, z = _project(points, v.K, v.world_to_cam)
+    h, w = v.labels.shape
+    px = np.floor(uv).astype(np.int64)
+    return (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h), px
+
+
+def vote_zones(points, views: list[View]) -> np.ndarray:
+    """Majority vote of label_to_zone over the views each point projects into: (P, 3) (or one (P, 3) per view)
+    -> (P,) zones."""
+    n, pts = _per_view(points, views)
+    votes = np.zeros((n, NUM_ZONES), np.int32)
+    for p, v in zip(pts, views):
+        ok, px = _visible_pixels(p, v)
         lab = v.labels[px[ok, 1], px[ok, 0]].astype(np.int64)
         zone = np.clip(lab - 2, 0, NUM_ZONES - 1)
         np.add.at(votes, (np.nonzero(ok)[0], zone), 1)
@@ -182,18 +197,17 @@ def vote_zones(points: np.ndarray, views: list[View]) -> np.ndarray:
     return out
 
 
-def sample_colors(points: np.ndarray, views: list[View]) -> np.ndarray:
-    """Mean image colour at each point's projection over the views that see it: (P, 3) -> (P, 3)."""
-    acc, cnt = np.zeros((len(points), 3)), np.zeros(len(points))
-    for v in views:
-        uv, z = _project(points, v.K, v.world_to_cam)
-        h, w = v.labels.shape
-        px = np.floor(uv).astype(np.int64)
-        ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+def sample_colors(points, views: list[View], default: float = 0.5) -> np.ndarray:
+    """Mean image colour at each point's projection over the views that see it: (P, 3) (or one (P, 3) per
+    view) -> (P, 3); `default` where no view sees the point."""
+    n, pts = _per_view(points, views)
+    acc, cnt = np.zeros((n, 3)), np.zeros(n)
+    for p, v in zip(pts, views):
+        ok, px = _visible_pixels(p, v)
         acc[ok] += v.image[px[ok, 1], px[ok, 0]]
         cnt[ok] += 1
     col = acc / np.maximum(cnt, 1)[:, None]
-    col[cnt == 0] = 0.5
+    col[cnt == 0] = default
     return col
 
 

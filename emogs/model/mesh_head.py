@@ -152,8 +152,8 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
     - isotropic scales from the nearest-neighbour distance, in parent-triangle units.
     `regions` maps region name -> (first triangle, end triangle) of `triangles`; views are
     `emogs.model.gaussians.View`s with cameras in the mesh's frame, `*_expr` their expressions (n, E)."""
-    from emogs.model.gaussians import _logit, _project, nn_scale, shell_points
-    from emogs.model.szpab import NUM_ZONES, ZONE_MOUTH, ZONE_OTHER
+    from emogs.model.gaussians import _logit, nn_scale, sample_colors, shell_points, vote_zones
+    from emogs.model.szpab import ZONE_MOUTH
 
     rng = np.random.default_rng(seed)
     tris = np.asarray(triangles, np.int64)
@@ -196,27 +196,9 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
         _, (c, R, k) = frames(expr)
         return to_world(local, tparent, c, R, k).numpy().astype(np.float64)
 
-    votes = np.zeros((len(parent), NUM_ZONES), np.int32)
-    for v, e in zip(vote_views, vote_expr):
-        uv, z = _project(world(e), v.K, v.world_to_cam)
-        h, w = v.labels.shape
-        px = np.floor(uv).astype(np.int64)
-        ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
-        lab = v.labels[px[ok, 1], px[ok, 0]].astype(np.int64)
-        np.add.at(votes, (np.nonzero(ok)[0], np.clip(lab - 2, 0, NUM_ZONES - 1)), 1)
-    zone = votes.argmax(1)
-    zone[votes.sum(1) == 0] = ZONE_OTHER
+    zone = vote_zones([world(e) for e in vote_expr], vote_views)
     zone[mouth] = ZONE_MOUTH
-    acc, cnt = np.zeros((len(parent), 3)), np.zeros(len(parent))
-    for v, e in zip(init_views, init_expr):
-        uv, z = _project(world(e), v.K, v.world_to_cam)
-        h, w = v.labels.shape
-        px = np.floor(uv).astype(np.int64)
-        ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
-        acc[ok] += v.image[px[ok, 1], px[ok, 0]]
-        cnt[ok] += 1
-    col = acc / np.maximum(cnt, 1)[:, None]
-    col[cnt == 0] = 0.5
+    col = sample_colors([world(e) for e in init_expr], init_views)
     col[mouth] = np.array([0.35, 0.12, 0.12]) + rng.normal(0, 0.03, (int(mouth.sum()), 3))  # dark cavity first
     k_par = kc[tparent].numpy()
     scale = np.clip(nn_scale(world(expr_mean)), 0.02, 2.0) / k_par
