@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -23,20 +22,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from expert_data import identity  # noqa: E402  (one identity rule, so the experts and the prior share the split)
 
 SPEECH_MIN = 0.2  # a clip "has speech" when the manifest's VAD speech fraction is at least this
-
-
-def identity(clip: str) -> str:
-    """Person of a clip name (the lip-sync expert's rule, so both use one identity split): andrew_ng_25s,
-    andrew_ng_clip2_27s -> andrew_ng; pcavs_downey_741400104_12s -> pcavs_downey; lieu_60s_256px -> lieu."""
-    m = re.match(r"^(W\d{3})_", clip)
-    if m:
-        return m.group(1)
-    m = re.match(r"^(pcavs_[a-z_]+?)_\d+_", clip)
-    if m:
-        return m.group(1)
-    return re.sub(r"(_clip\d+)?_\d+s(_\d+px)?$", "", clip)
 
 
 def speaking_datasets(data: Path) -> list[Path]:
