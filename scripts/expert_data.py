@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import math
 import re
 import sys
 import time
@@ -31,6 +32,16 @@ from emogs.experts.crops import FACE, MOUTH, crop_affines, crop_numpy, to_gray
 MOUTH_CACHE = MOUTH.scaled(1.25)  # 60 x 120
 FACE_CACHE = FACE.scaled(128 / 112, 128, 128)
 SPEECH_MIN = 0.2  # a clip "has speech" when the manifest's VAD speech fraction is at least this
+
+
+def schedule_lr(a, step: int, elapsed: float) -> float | None:
+    """The experts' learning rate at `step` (100-step warm-up, cosine decay over `a.steps` steps or `a.minutes`
+    of wall time), or None once the run is over."""
+    budget = a.minutes * 60
+    if (a.steps and step >= a.steps) or (not a.steps and elapsed >= budget):
+        return None
+    frac = step / a.steps if a.steps else elapsed / budget
+    return a.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
 def identity(clip: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from expert_data import FACE_CACHE, Clip, open_clips  # noqa: E402
+from expert_data import FACE_CACHE, Clip, open_clips, schedule_lr  # noqa: E402
 from train_sync_expert import HELD_OUT as SYNC_HELD_OUT  # noqa: E402
 from train_sync_expert import _blur  # noqa: E402
 
@@ -165,13 +164,11 @@ def cmd_train(a) -> None:
     print(f"train {len(train)} clips ({len({c.identity for c in train})} people, {int(n.sum())} frames); "
           f"validate {len(val)} clips ({sorted({c.identity for c in val})})", flush=True)
     t0, step, log, ema = time.monotonic(), 0, [], None
-    budget = a.minutes * 60
     while True:
         el = time.monotonic() - t0
-        if (a.steps and step >= a.steps) or (not a.steps and el >= budget):
+        lr = schedule_lr(a, step, el)
+        if lr is None:
             break
-        frac = step / a.steps if a.steps else el / budget
-        lr = a.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         for g in opt.param_groups:
             g["lr"] = lr
         ks = rng.choice(len(items), a.batch, p=prob)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from expert_data import MOUTH_CACHE, Clip, open_clips  # noqa: E402
+from expert_data import MOUTH_CACHE, Clip, open_clips, schedule_lr  # noqa: E402
 
 from emogs.experts.crops import MOUTH  # noqa: E402
 from emogs.experts.sync import (SyncExpert, SyncExpertConfig, audio_windows, clip_embeddings,  # noqa: E402
@@ -367,15 +367,13 @@ def cmd_train(a) -> None:
     print(f"train {len(train)} clips ({len({c.identity for c in train})} people, {sum(c.n for c in train)} frames); "
           f"validate {len(val)} clips ({sorted({c.identity for c in val})}); feature {a.feature}", flush=True)
     t0 = time.monotonic()
-    budget = a.minutes * 60
     step, log = 0, []
     ema_loss = ema_acc = ema_aux = None
     while True:
         el = time.monotonic() - t0
-        if (a.steps and step >= a.steps) or (not a.steps and el >= budget):
+        lr = schedule_lr(a, step, el)
+        if lr is None:
             break
-        frac = step / a.steps if a.steps else el / budget
-        lr = a.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         for gr in opt.param_groups:
             gr["lr"] = lr
         model.train()
