@@ -92,7 +92,7 @@ def _region_dataset(folder, dataset: str | Path | None, split: str):
     if dataset is None and not (root / "manifest.json").is_file():
         return None, f"per-region errors: the run's dataset ({root}) is not here (give it with --dataset)"
     man = load_manifest(root)
-    folder.check_dataset(man, root)
+    folder.check_dataset(man, root, fix="give the dataset it was trained on (--dataset)")
     if split not in man["splits"]:
         raise InputError(f"{root}: has no split '{split}'")
     return root, tuple(man["splits"][split])

@@ -244,7 +244,7 @@ def eval_speech(run_dir: str | Path, audios: list[str | Path], out_dir: str | Pa
     if not str(root) or not (root / "manifest.json").is_file():
         raise InputError(f"the run's dataset {str(root) or '(unknown)'} is not there; pass --dataset DATASET (the "
                          "folder `emogs prepare` made for this run)")
-    run.check_dataset(load_manifest(root), root)  # the real video must be this run's person
+    run.check_dataset(load_manifest(root), root, fix="give the dataset it was trained on (--dataset)")
     out = Path(out_dir)
     output_dir(out, inputs=[*audios, root / "frames.mp4", root / "audio.wav",
                             *(run.path / f for f in ("model.safetensors", "config.json", "run.json"))],

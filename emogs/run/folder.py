@@ -197,9 +197,11 @@ class RunFolder:
         self.write_background(background_png)
         (self.path / PREVIEWS).mkdir(exist_ok=True)
 
-    def check_dataset(self, manifest: dict[str, Any], root: str | Path | None = None) -> None:
+    def check_dataset(self, manifest: dict[str, Any], root: str | Path | None = None,
+                      fix: str = "choose a new -o folder") -> None:
         """InputError unless `manifest` is the dataset this run was trained on (same source clip and
-        settings): continuing a run on another person's data would silently mix the two."""
+        settings): continuing a run on another person's data would silently mix the two, and measuring a
+        run against another person's video would report nonsense. `fix` ends the message (what to do)."""
         want = self.info().get("dataset", {})
         have = source_identity(manifest)
         keys = [k for k in ("sha256", "num_frames", "size", "splits") if want.get(k) is not None]
@@ -207,7 +209,7 @@ class RunFolder:
         if diff:
             what = "another source clip" if "sha256" in diff else f"other settings ({', '.join(diff)})"
             raise InputError(f"{self.path} was trained on {want.get('root') or want.get('source')}; "
-                             f"{root or 'this dataset'} has {what}: choose a new -o folder")
+                             f"{root or 'this dataset'} has {what}: {fix}")
 
     def mark_complete(self, **facts: Any) -> None:
         d = self.info()

@@ -178,7 +178,7 @@ def add_to_run(run_dir: str | Path, dataset: str | Path, overrides: dict | None 
     if cfg.model.kind != "mesh":
         raise InputError(f"{run.path}: a '{cfg.model.kind}' head; the speech-motion model is for mesh heads")
     root = Path(dataset)
-    run.check_dataset(load_manifest(root), root)
+    run.check_dataset(load_manifest(root), root, fix="give the dataset it was trained on")
     if run.file("speech_motion.safetensors").is_file() and not force:
         raise InputError(f"{run.path}: already has speech_motion.safetensors; pass --force to replace it")
     try:
