@@ -124,7 +124,7 @@ for name in "${names[@]}"; do
   models=(model.safetensors)  # EMOGS_RETURN_MODEL: 1 (all), 0 (none) or the run names whose weights come back
   case " ${EMOGS_RETURN_MODEL:-1} " in *" 1 "*|*" $name "*) ;; *) models=() ;; esac
   for f in "${models[@]}" speech_aus.safetensors speech_motion.safetensors config.json dataset.json background.png train_cameras.npz metrics.json \
-           gpu_report.json train_log.jsonl train.log fps.log controls.log speech.log render_benchmark.json test_render.mp4 \
+           gpu_report.json train_log.jsonl train.log fps.log controls.log speech.log studio.log render_benchmark.json test_render.mp4 \
            test_render.wav run.json; do
     [ -f "$r/$f" ] && files+=("$name/$f")
   done

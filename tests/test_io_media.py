@@ -89,6 +89,15 @@ def test_the_opencv_backend_reads_and_writes_without_pyav(tmp_path, monkeypatch)
     assert np.allclose(media.load_audio(tmp_path / "v.wav"), wav, atol=1e-4)
     with pytest.raises(InputError, match="PyAV"):
         media.load_audio(out)  # not a WAV
+    # a WAV is known by its content, not its name (the studio saves an upload under a server-chosen name)
+    (tmp_path / "upload-1").write_bytes((tmp_path / "v.wav").read_bytes())
+    assert np.allclose(media.load_audio(tmp_path / "upload-1"), wav, atol=1e-4)
+    (tmp_path / "fake.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    with pytest.raises(InputError, match="not a readable WAV"):
+        media.load_audio(tmp_path / "fake.wav")
+    (tmp_path / "text.wav").write_text("hello")
+    with pytest.raises(InputError, match="PyAV"):
+        media.load_audio(tmp_path / "text.wav")
     monkeypatch.setenv("EMOGS_MEDIA_BACKEND", "pyav")
     lw = LabelWriter(tmp_path / "l.mkv", 48, 32, 25)
     labs = [np.full((32, 48), k, np.uint8) for k in range(4)]

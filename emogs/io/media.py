@@ -210,7 +210,9 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     gets one line when much less audio decodes than the file declares (a truncated file)."""
     if backend() == "opencv":
         _check_input(Path(path))
-        if Path(path).suffix.lower() != ".wav":
+        with open(path, "rb") as f:  # by content, not by name (an upload is saved under a server-chosen name)
+            head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             raise InputError(f"{path}: without PyAV only 16-bit mono WAV audio can be read (pip install av)")
         wav = read_wav(path)
         if sample_rate != 16000:
@@ -342,10 +344,13 @@ def read_wav(path: str | Path) -> np.ndarray:
     (the GPU image has none). The exact inverse of `write_wav`'s scaling."""
     import wave
 
-    with wave.open(str(path), "rb") as w:
-        if w.getnchannels() != 1 or w.getsampwidth() != 2:
-            raise InputError(f"{path}: expected 16-bit mono WAV")
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32767.0
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getnchannels() != 1 or w.getsampwidth() != 2:
+                raise InputError(f"{path}: expected 16-bit mono WAV")
+            return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32767.0
+    except (wave.Error, EOFError) as e:
+        raise InputError(f"{path}: not a readable WAV file ({e})") from None
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25,
