@@ -38,10 +38,11 @@ def test_presets_variants_overrides_and_old_runs():
     s = build_config("cuda", overrides={"loss.sync_start": 5000}).scaled(1000)  # milestones move with iters
     assert s.loss.sync_start == 500 and s.loss.au_start == -1 and s.fine_start == 600
     old = cfgio.to_dict(TrainConfig())
-    for k in ("sync", "au", "sync_every"):
+    for k in ("sync", "au", "sync_every", "expert_appearance"):
         del old["loss"][k]
     m = config_from_run(migrate_config(old, 2))
     assert (m.loss.sync, m.loss.au) == (0.0, 0.0) and m.loss.sync_every == TrainConfig().loss.sync_every
+    assert m.loss.expert_appearance is True and TrainConfig().loss.expert_appearance is False  # as they trained
 
 
 def test_sync_schedule_and_cost_factor():
@@ -108,7 +109,44 @@ def test_au_term_waits_for_its_start_and_sync_needs_a_window(tiny):
         out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size, b["background"],
                     backend="torch")
         assert tex.expert_terms(sup, cfg, out.rgb, ids, cfg.fine_start - 1, window=False) == {}
-        assert set(tex.expert_terms(sup, cfg, out.rgb, ids, cfg.fine_start, window=False)) == {"au"}
+        # by default L_AU rides the sync steps, whose appearance is detached
+        assert tex.expert_terms(sup, cfg, out.rgb, ids, cfg.fine_start, window=False) == {}
+        assert tex.is_au_step(cfg, cfg.fine_start, window=True)
+        old = cfgio.override(cfg, **{"loss.expert_appearance": True})  # the first GPU runs: every step
+        assert set(tex.expert_terms(sup, old, out.rgb, ids, cfg.fine_start, window=False)) == {"au"}
+
+
+def test_expert_steps_detach_appearance_unless_asked():
+    cfg = tiny_config(iters=20, **ON, **{"loss.sync_every": 3})  # fine_start 10: sync steps 10, 13, 16, 19
+    det = [it for it in range(20) if tex.detach_appearance(cfg, it, tex.is_sync_step(cfg, it))]
+    assert det == [10, 13, 16, 19]
+    au_only = cfgio.override(cfg, **{"loss.sync": 0.0})  # L_AU alone: its own every-3rd-step schedule
+    steps = [it for it in range(20) if tex.is_au_step(au_only, it, False)]
+    assert steps == [10, 13, 16, 19] and all(tex.detach_appearance(au_only, it, False) for it in steps)
+    both = cfgio.override(cfg, **{"loss.expert_appearance": True})
+    assert not any(tex.detach_appearance(both, it, tex.is_sync_step(both, it)) for it in range(20))
+    assert [it for it in range(20) if tex.is_au_step(both, it, False)] == list(range(10, 20))
+    none = cfgio.override(cfg, **{"loss.sync": 0.0, "loss.au": 0.0})
+    assert not any(tex.detach_appearance(none, it, False) for it in range(20))
+
+
+def test_a_render_with_detached_appearance_moves_geometry_only(tiny):
+    cfg, _, bank, model, sup = tiny
+    b = bank.batch(torch.tensor([0, 1]))
+    grads = {}
+    for det in (False, True):
+        model.zero_grad(set_to_none=True)
+        out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size, b["background"],
+                    backend="torch", detach_appearance=det)
+        (out.rgb - b["image"]).abs().mean().backward()
+        g = model.gaussians
+        grads[det] = [None if t.grad is None else float(t.grad.abs().sum()) for t in (g.color_logit, g.opacity_logit, g.means)]
+        if not det:
+            ref = out.rgb.detach()
+        else:
+            assert torch.allclose(out.rgb.detach(), ref)  # the same image, only the gradient differs
+    assert all(v and v > 0 for v in grads[False])
+    assert grads[True][0] in (None, 0.0) and grads[True][1] in (None, 0.0) and grads[True][2] > 0
 
 
 def test_training_with_both_logs_them_and_with_weight_0_loads_nothing(tmp_path, monkeypatch):

@@ -179,10 +179,14 @@ class TalkingHead(nn.Module):
 
     def forward(self, world_to_cam: torch.Tensor, K: torch.Tensor, audio: torch.Tensor, au_window: torch.Tensor,
                 width: int, height: int, background: torch.Tensor | None = None,
-                backend: str = "auto", expression: torch.Tensor | None = None) -> HeadOutput:
+                backend: str = "auto", expression: torch.Tensor | None = None,
+                detach_appearance: bool = False) -> HeadOutput:
         """Render B frames. world_to_cam (B,4,4), K (B,3,3), audio (B,R,D), au_window (B,T,K),
-        background (B,H,W,3) or (H,W,3) or None (black); expression (B,E) for mesh-rigged heads."""
+        background (B,H,W,3) or (H,W,3) or None (black); expression (B,E) for mesh-rigged heads.
+        `detach_appearance`: colours and opacities carry no gradient (losses of this render move geometry only)."""
         d = self.deformed(audio, au_window, expression)
+        if detach_appearance:
+            d = {**d, "colors": d["colors"].detach(), "opacities": d["opacities"].detach()}
         rgb, alpha, depth, head = splat(d, world_to_cam, K, width, height, background, backend)
         return HeadOutput(rgb, alpha, depth, head, d["attn"], d["token_type"], d["means"], d["offsets"])
 

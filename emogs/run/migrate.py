@@ -11,7 +11,8 @@ format is handled here, and only here.
 - `use_raar` moved from the model's variant table to the loss settings: variants without RAAR get
   `loss.raar = 0` when an old config is read for resuming.
 - The expert losses L_sync and L_AU (`loss.sync`, `loss.au`) came after the first runs: a run whose config
-  lacks them was trained without them and reads them as 0 (`LEGACY_LOSS_DEFAULTS`).
+  lacks them was trained without them and reads them as 0 (`LEGACY_LOSS_DEFAULTS`); runs from before
+  `loss.expert_appearance` let the experts change colours and opacities, and read it as true.
 - Runs without `train_cameras.npz` read the training cameras from the dataset they were trained on.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ LEGACY_MODEL_DEFAULTS = {"au_basis_zones": "all", "bias_au_in_other": 0.0}
 REMOVED_MODEL_KEYS = ("pose_dim", "pose_in_deform")
 RAAR_VARIANTS = ("au_szpab", "full")
 # loss settings added after the first runs -> the value that reproduces those runs
-LEGACY_LOSS_DEFAULTS = {"sync": 0.0, "au": 0.0}
+LEGACY_LOSS_DEFAULTS = {"sync": 0.0, "au": 0.0, "expert_appearance": True}
 
 
 def migrate_config(d: dict[str, Any], format_version: int, where: str = "config.json") -> dict[str, Any]:

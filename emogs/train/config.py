@@ -29,6 +29,11 @@ class LossConfig:
     sync_mode: str = "cosine"  # cosine: mean(1 - cos) | bce: mean(-log((1 + cos) / 2))
     au: float = 0.05  # L_AU: mean |AUNet(face crop of the render) - the frame's tracked AUs| (tracks.npz aus)
     au_start: int = -1  # first iteration with L_AU; -1: the fine stage's start
+    # Whether the expert losses may change the head's appearance. False (default): on the steps that carry
+    # them the rendered colours and opacities are detached, so L_sync / L_AU move geometry and motion only,
+    # and L_AU rides the sync steps (or, with L_sync off, every `sync_every`-th step). True: the first GPU
+    # runs; there the experts painted purple blotches on the cheeks and jaw (docs/training.md, session 5).
+    expert_appearance: bool = False
 
 
 @dataclass

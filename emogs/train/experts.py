@@ -50,6 +50,25 @@ def is_sync_step(cfg, it: int) -> bool:
     return lc.sync > 0 and it >= s and (it - s) % lc.sync_every == 0
 
 
+def is_au_step(cfg, it: int, window: bool) -> bool:
+    """Whether iteration `it` carries L_AU: from `loss.au_start`; with `loss.expert_appearance` off only on
+    the steps whose appearance is detached (the sync steps, `window`, or with L_sync off every
+    `sync_every`-th step)."""
+    lc = cfg.loss
+    s = start_of(lc.au_start, cfg)
+    if lc.au <= 0 or it < s:
+        return False
+    if lc.expert_appearance:
+        return True
+    return window if lc.sync > 0 else (it - s) % lc.sync_every == 0
+
+
+def detach_appearance(cfg, it: int, window: bool) -> bool:
+    """Whether step `it` renders with colours and opacities detached: it carries an expert loss and
+    `loss.expert_appearance` is off (the experts then shape geometry and motion, never paint the skin)."""
+    return not cfg.loss.expert_appearance and (window or is_au_step(cfg, it, window))
+
+
 def cost_factor(cfg, frames_per_step: int | None = None) -> float:
     """Expected mean cost of an iteration relative to one of the first `calib_iters` (render cost taken as
     proportional to the frames rendered): the time budget's estimate scales by it."""
@@ -152,7 +171,9 @@ def setup_expert_losses(cfg, ds, bank, device: torch.device | str,
     log(f"[train] expert losses: " + ", ".join(
         s for s in (f"L_sync x{lc.sync} every {lc.sync_every} it from it {start_of(lc.sync_start, cfg)} "
                     f"({lc.sync_windows} x {2 * h + 1} frames)" if sync is not None else "",
-                    f"L_AU x{lc.au} from it {start_of(lc.au_start, cfg)}" if aunet is not None else "") if s))
+                    f"L_AU x{lc.au} from it {start_of(lc.au_start, cfg)}" if aunet is not None else "",
+                    "colours and opacities detached on their steps" if not lc.expert_appearance else
+                    "appearance included") if s))
     return sup
 
 
@@ -167,7 +188,7 @@ def sync_batch_ids(sup: ExpertLosses, windows: int, gen: torch.Generator) -> tor
 def expert_terms(sup: ExpertLosses | None, cfg, pred: torch.Tensor, ids: torch.Tensor, it: int,
                  window: bool) -> dict[str, tuple[float, torch.Tensor]]:
     """The expert loss terms of one step: {"sync": (weight, L_sync)} on a sync step (`window`: `pred` (W*5,
-    S, S, 3) is `sync_batch_ids`' frames in order), {"au": (weight, L_AU)} from `loss.au_start` on."""
+    S, S, 3) is `sync_batch_ids`' frames in order), {"au": (weight, L_AU)} on the steps `is_au_step` names."""
     if sup is None:
         return {}
     lc = cfg.loss
@@ -184,7 +205,7 @@ def expert_terms(sup: ExpertLosses | None, cfg, pred: torch.Tensor, ids: torch.T
         aw = torch.as_tensor(np.asarray(audio_windows(sup.audio_rows, e.cfg, centre), np.float32), device=pred.device)
         mouths = mouth_windows(frames, sup.mouth_affines[ids].reshape(w, t, 2, 3), e.cfg.region)
         out["sync"] = (lc.sync, sync_loss(e, mouths, aw, lc.sync_mode))
-    if sup.aunet is not None and it >= start_of(lc.au_start, cfg):
+    if sup.aunet is not None and is_au_step(cfg, it, window):
         from emogs.experts.aunet import au_consistency_loss, face_crops
 
         crops = face_crops(pred, sup.face_affines[ids], sup.aunet.cfg.region)

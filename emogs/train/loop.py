@@ -24,7 +24,8 @@ from emogs.train.config import TrainConfig, config_from_run, validate
 from emogs.train.data import FrameBank
 from emogs.train.densify import DensifyStats, densify_and_prune
 from emogs.train.evaluate import evaluate_test
-from emogs.train.experts import TermMeans, cost_factor, expert_terms, is_sync_step, setup_expert_losses, sync_batch_ids
+from emogs.train.experts import (TermMeans, cost_factor, detach_appearance, expert_terms, is_sync_step,
+                                 setup_expert_losses, sync_batch_ids)
 from emogs.train.losses import LossContext, compute_losses
 from emogs.train.state import optimizer_tensors, restore_optimizer
 
@@ -320,7 +321,8 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
                    torch.randint(len(bank), (cfg.batch_size,), generator=gen)).to(device)
             b = bank.batch(ids, cfg.neck_soft_px * cfg.resolution / 512)
             out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size,
-                        b["background"], backend=cfg.backend, expression=b["expression"])
+                        b["background"], backend=cfg.backend, expression=b["expression"],
+                        detach_appearance=experts is not None and detach_appearance(cfg, it, window))
             out.means.retain_grad()
             ctx = LossContext(out.rgb, b["image"], b, out, model, stage)
             loss, terms = compute_losses(ctx, cfg.loss, expert_terms(experts, cfg, out.rgb, ids, it, window))
