@@ -6,7 +6,8 @@
 #                                                 e.g. macron macron:audio acosta:full macron:au:::2
 #
 # Each JOB trains .gpu/ds_DATASET into /tmp/runs/DATASET[_VARIANT][_TAG][_sSEED]; VARIANT is a model variant
-# (audio | au | au_szpab | au_citae | full, default full; "full" adds L_sync and L_AU, which read the dataset's
+# (audio | au | au_szpab | au_citae | full, default full; the paper's L_sync and L_AU are off by default: a TAG with
+# EMOGS_CONFIG_JSON_<TAG>='{"loss.sync": 0.1, "loss.au": 0.05}' adds them; they read the dataset's
 # audio_whisper.npy: pack it with `pack-dataset ... --whisper`); ITERS fixes that job's iteration count; SEED
 # the training seed (config `seed`, default 0). The ablation table of such runs: scripts/ablation_table.py. Environment:
 #   EMOGS_TRAIN_ITERS=N      fixed iteration count for every job (ablations: same iterations for all)
