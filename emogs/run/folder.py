@@ -14,6 +14,9 @@ RUN/
   background.png         the plate a rendered head is composited onto (from the dataset)
   dataset.json           what rendering needs of the training data: K, size, AU names and statistics
   train_cameras.npz      training world_to_cam (F,4,4) + AUs (F,17): `render --pose training` replays them
+  train_refine.safetensors  runs with per-frame refinements (TrainConfig.pose_refine / appearance): the training
+                         frames' pose deltas (refine.pose_rot / pose_trans, F x 3), refined world_to_cam (F,4,4),
+                         appearance codes and decoder; training-only (test frames and new audio render without)
   render_benchmark.json  end-to-end render speed when measured (`scripts/gpu_render_fps.py`)
   train_log.jsonl        iteration, loss terms, psnr, it/s
   previews/              preview PNGs during training
@@ -51,6 +54,7 @@ PLY = "gaussians.ply"
 BACKGROUND = "background.png"
 DATASET_INFO = "dataset.json"
 TRAIN_CAMERAS = "train_cameras.npz"
+TRAIN_REFINE = "train_refine.safetensors"
 BENCHMARK = "render_benchmark.json"
 BENCHMARK_FILES = (BENCHMARK, "benchmark.json")
 LOG = "train_log.jsonl"
@@ -279,6 +283,20 @@ class RunFolder:
         a, b = _read_json(root / "manifest.json")["splits"]["train"]
         with np.load(root / "tracks.npz", allow_pickle=False) as z:
             return z["world_to_cam"][a:b].astype(np.float32)
+
+    def write_refinements(self, tensors: dict[str, torch.Tensor], world_to_cam: torch.Tensor,
+                          refined_world_to_cam: torch.Tensor | None = None) -> None:
+        """train_refine.safetensors: the per-frame refinements' tensors (`FrameRefiner.state_tensors`), the
+        tracked training cameras and, with pose refinement, the refined ones."""
+        t = {**tensors, "world_to_cam": world_to_cam}
+        if refined_world_to_cam is not None:
+            t["refined_world_to_cam"] = refined_world_to_cam
+        _save_tensors(self.path / TRAIN_REFINE, t, self._meta("train_refine"))
+
+    def refinements(self) -> dict[str, torch.Tensor] | None:
+        """The tensors of train_refine.safetensors, or None for runs trained without per-frame refinements."""
+        p = self.path / TRAIN_REFINE
+        return _load_tensors(p)[0] if p.is_file() else None
 
     # -- weights ------------------------------------------------------------------------------------
     def _meta(self, kind: str, **extra: Any) -> dict[str, str]:

@@ -82,12 +82,43 @@ class SpeechConfig:
 
 
 @dataclass
+class PoseRefineConfig:
+    """Per-frame rigid head-pose refinement of the training frames (emogs.train.refine): a learnable SE(3)
+    delta per training frame (rotation vector in rad about the head's centre, translation in world units, cm),
+    zero at the start, applied to the head pose the frame is rendered with (world_to_cam @ delta), as 3DGS
+    trainers refine camera poses. Test frames and new audio keep the tracked pose. Off by default."""
+    enabled: bool = False
+    start: int = -1  # first iteration with refinement; -1: densify.start (after the coarse warm-up); scaled with iters
+    lr_rotation: float = 1e-4  # Adam, rad
+    lr_translation: float = 1e-3  # Adam, world units (cm)
+    reg_rotation: float = 1.0  # L2: weight of |rotation vector|^2 (rad^2), mean over the batch's frames
+    reg_translation: float = 0.1  # L2: weight of |translation|^2 (cm^2)
+
+
+@dataclass
+class AppearanceConfig:
+    """A per-frame appearance code of the training frames (emogs.train.refine): a latent of `dim` per frame,
+    decoded linearly (no bias) to a colour affine of the head (3x3 + offset, applied to every Gaussian's
+    colour, i.e. to the premultiplied head render), zero at the start; code 0 is the identity, and test frames
+    and new audio render with code 0 (the model without it). For lighting/exposure drift. Off by default."""
+    enabled: bool = False
+    dim: int = 8
+    start: int = 0  # first iteration with codes; scaled with iters
+    lr: float = 1e-3  # Adam, the codes
+    lr_decoder: float = 1e-3  # Adam, the code -> affine map
+    decoder_init: float = 0.1  # std of the decoder's initial weights (codes start at 0; the decoder must not)
+    reg: float = 1e-2  # L2: weight of |code|^2, mean over the batch's frames
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
+    pose_refine: PoseRefineConfig = field(default_factory=PoseRefineConfig)
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
     iters: int = 10_000
     fine_start: int = 6000  # iteration at which the "fine" stage (lips, LPIPS, depth) begins
     batch_size: int = 1
@@ -118,6 +149,8 @@ class TrainConfig:
             "preview_every": max(1, int(round(self.preview_every * f))),
             "loss": {k: int(round(getattr(self.loss, k) * f)) for k in ("sync_start", "au_start")
                      if getattr(self.loss, k) >= 0},
+            **{f"{k}.start": int(round(getattr(self, k).start * f)) for k in ("pose_refine", "appearance")
+               if getattr(self, k).start >= 0},
             "checkpoint_every": max(1, int(round(self.checkpoint_every * f)))})
 
 
@@ -207,6 +240,15 @@ def validate(cfg: TrainConfig) -> None:
               ("speech.anchor", cfg.speech.anchor, cfg.speech.anchor >= 0),
               ("speech.max_epochs", cfg.speech.max_epochs, cfg.speech.max_epochs >= 0),
               ("speech.eval_every", cfg.speech.eval_every, cfg.speech.eval_every >= 1)]
+    pr, ap = cfg.pose_refine, cfg.appearance
+    checks += [("pose_refine.start", pr.start, pr.start >= -1),
+               ("pose_refine.lr_rotation", pr.lr_rotation, pr.lr_rotation >= 0),
+               ("pose_refine.lr_translation", pr.lr_translation, pr.lr_translation >= 0),
+               ("pose_refine.reg_rotation", pr.reg_rotation, pr.reg_rotation >= 0),
+               ("pose_refine.reg_translation", pr.reg_translation, pr.reg_translation >= 0),
+               ("appearance.dim", ap.dim, 1 <= ap.dim <= 256), ("appearance.start", ap.start, ap.start >= 0),
+               ("appearance.lr", ap.lr, ap.lr >= 0), ("appearance.lr_decoder", ap.lr_decoder, ap.lr_decoder >= 0),
+               ("appearance.decoder_init", ap.decoder_init, ap.decoder_init > 0), ("appearance.reg", ap.reg, ap.reg >= 0)]
     for name, value, ok in checks:
         if not ok:
             raise ValueError(f"{name} = {value!r} is out of range")

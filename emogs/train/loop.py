@@ -27,6 +27,7 @@ from emogs.train.evaluate import evaluate_test
 from emogs.train.experts import (TermMeans, cost_factor, detach_appearance, expert_terms, is_sync_step,
                                  setup_expert_losses, sync_batch_ids)
 from emogs.train.losses import LossContext, compute_losses
+from emogs.train.refine import FrameRefiner
 from emogs.train.state import optimizer_tensors, restore_optimizer
 
 
@@ -40,7 +41,9 @@ def open_datasets(root: str | Path, cfg: TrainConfig):
     return TalkingHeadDataset(root, split="train", **kw), TalkingHeadDataset(root, split="test", **kw)
 
 
-def build_optimizer(model: TalkingHead, cfg: TrainConfig, extent: float) -> torch.optim.Adam:
+def build_optimizer(model: TalkingHead, cfg: TrainConfig, extent: float,
+                    refiner: FrameRefiner | None = None) -> torch.optim.Adam:
+    """Adam over the model's groups, plus the per-frame refinements' (pose deltas, appearance codes) when on."""
     o, g = cfg.optim, model.gaussians
     groups = [
         ("net", model.network_parameters(), o.lr_net, o.lr_net_final),
@@ -50,7 +53,7 @@ def build_optimizer(model: TalkingHead, cfg: TrainConfig, extent: float) -> torc
         ("quats", [g.quats], o.lr_quats, o.lr_quats),
         ("opacity", [g.opacity_logit], o.lr_opacity, o.lr_opacity),
         ("colors", [g.color_logit], o.lr_colors, o.lr_colors),
-    ]
+    ] + (refiner.param_groups(cfg) if refiner is not None else [])
     return torch.optim.Adam([dict(params=p, lr=a, name=n, lr0=a, lr1=b) for n, p, a, b in groups], eps=1e-15)
 
 
@@ -221,6 +224,43 @@ def _check_run_folder(run: RunFolder, manifest: dict | None, root, resume: bool)
     return "resume" if run.has_checkpoint() else "new"
 
 
+def pose_start(cfg: TrainConfig) -> int:
+    """First iteration of pose refinement: `pose_refine.start`, or (-1) the first densification."""
+    return cfg.pose_refine.start if cfg.pose_refine.start >= 0 else cfg.densify.start
+
+
+def refined_cameras(refiner: FrameRefiner | None, cfg: TrainConfig, world_to_cam: torch.Tensor, ids: torch.Tensor,
+                    it: int) -> torch.Tensor:
+    """The batch's cameras: tracked, or refined by the per-frame pose deltas once pose refinement has started."""
+    if refiner is None or refiner.pose_rot is None or it < pose_start(cfg):
+        return world_to_cam
+    return refiner.cameras(world_to_cam, ids)
+
+
+def recolored(refiner: FrameRefiner | None, cfg: TrainConfig, out, background: torch.Tensor, ids: torch.Tensor, it: int,
+              detach: bool = False):
+    """The model's output with the frames' appearance codes applied (unchanged when off or not started);
+    `detach`: the codes and their decoder get no gradient from this step (the expert losses' steps with
+    `loss.expert_appearance` false, where the model's colours are detached too)."""
+    if refiner is None or refiner.code is None or it < cfg.appearance.start:
+        return out
+    import dataclasses
+
+    rgb, head = refiner.recolor(out.head_rgb, out.alpha, background, ids, detach=detach)
+    return dataclasses.replace(out, rgb=rgb, head_rgb=head)
+
+
+def refine_terms(refiner: FrameRefiner | None, cfg: TrainConfig, ids: torch.Tensor, it: int) -> dict:
+    """The refinements' L2 terms {name: (weight, value)} for `compute_losses` (none before their start)."""
+    if refiner is None:
+        return {}
+    reg = refiner.reg_terms(ids)
+    w = {"pose_rot": cfg.pose_refine.reg_rotation if it >= pose_start(cfg) else None,
+         "pose_trans": cfg.pose_refine.reg_translation if it >= pose_start(cfg) else None,
+         "appearance": cfg.appearance.reg if it >= cfg.appearance.start else None}
+    return {f"reg_{k}": (w[k], v) for k, v in reg.items() if w[k] is not None}
+
+
 def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, resume: bool = True,
           max_steps: int | None = None, log: Callable[[str], None] = print,
           init: Callable[..., TalkingHead] | None = None) -> dict[str, Any]:
@@ -261,7 +301,11 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         cfg_d, _, model, tens, state = run.load_checkpoint(device)
         cfg = config_from_run(cfg_d)
         extent = float(state["extent"])
-        opt = build_optimizer(model, cfg, extent)
+        refiner = FrameRefiner.from_config(cfg, len(bank), torch.zeros(3))
+        if refiner is not None:
+            refiner.load_state_tensors(tens)
+            refiner.to(device)
+        opt = build_optimizer(model, cfg, extent, refiner)
         restore_optimizer(opt, tens)
         gen.set_state(tens["rng.torch"].to(torch.uint8))
         stats = DensifyStats(tens["densify.grad_accum"].to(device), tens["densify.count"].to(device))
@@ -272,7 +316,11 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         cfg = _fill_data_sizes(cfg, bank)
         model = (init or init_model)(cfg, bank, train_ds).to(device)
         extent = model.gaussians.extent()
-        opt = build_optimizer(model, cfg, extent)
+        with torch.no_grad():  # the pose deltas turn the head about its centre
+            refiner = FrameRefiner.from_config(cfg, len(bank), model.canonical_positions().mean(0).cpu())
+        if refiner is not None:
+            refiner.to(device)
+        opt = build_optimizer(model, cfg, extent, refiner)
         stats = DensifyStats.zeros(len(model.gaussians), device)
         start = 0
         plate = getattr(train_ds, "root", None) and Path(train_ds.root) / "background.png"
@@ -286,7 +334,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
 
     def checkpoint(it: int) -> None:
         extra = {"rng.torch": gen.get_state(), "densify.grad_accum": stats.grad_accum,
-                 "densify.count": stats.count}
+                 "densify.count": stats.count, **(refiner.state_tensors() if refiner is not None else {})}
         run.save_checkpoint(cfg, model.state_dict(), {**optimizer_tensors(opt), **extra},
                             dict(iteration=it, stage=stage_of(it), extent=extent, num_gaussians=len(model.gaussians)))
 
@@ -320,18 +368,22 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
             ids = (sync_batch_ids(experts, cfg.loss.sync_windows, gen) if window else
                    torch.randint(len(bank), (cfg.batch_size,), generator=gen)).to(device)
             b = bank.batch(ids, cfg.neck_soft_px * cfg.resolution / 512)
-            out = model(b["world_to_cam"], b["K"], b["audio"], b["au_window"], bank.size, bank.size,
+            w2c = refined_cameras(refiner, cfg, b["world_to_cam"], ids, it)
+            frozen = experts is not None and detach_appearance(cfg, it, window)
+            out = model(w2c, b["K"], b["audio"], b["au_window"], bank.size, bank.size,
                         b["background"], backend=cfg.backend, expression=b["expression"],
-                        detach_appearance=experts is not None and detach_appearance(cfg, it, window))
+                        detach_appearance=frozen)
             out.means.retain_grad()
+            out = recolored(refiner, cfg, out, b["background"], ids, it, detach=frozen)
             ctx = LossContext(out.rgb, b["image"], b, out, model, stage)
-            loss, terms = compute_losses(ctx, cfg.loss, expert_terms(experts, cfg, out.rgb, ids, it, window))
+            loss, terms = compute_losses(ctx, cfg.loss, {**expert_terms(experts, cfg, out.rgb, ids, it, window),
+                                                         **refine_terms(refiner, cfg, ids, it)})
             expert_means.add({k: terms[k] for k in ("sync", "au") if k in terms})
             loss, terms = add_auxiliary_loss(model, b, loss, terms)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if dcfg.start <= it < dcfg.stop and out.means.grad is not None:
-                stats.add(out.means.grad, b["world_to_cam"], out.means.detach(), b["K"], bank.size)
+                stats.add(out.means.grad, w2c.detach(), out.means.detach(), b["K"], bank.size)
             opt.step()
             it += 1
             if cfg.time_budget_s > 0 and it == start + cfg.calib_iters:
@@ -368,6 +420,11 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         return summary
     model.eval()
     run.write_model(model)
+    if refiner is not None:  # training-only: test frames and new audio render without it
+        run.write_refinements(refiner.state_tensors(), bank.world_to_cam.cpu(),
+                              refiner.refined_cameras(bank.world_to_cam).cpu() if refiner.pose_rot is not None else None)
+        summary["refine"] = refiner.summary()
+        log(f"[train] per-frame refinements: {json.dumps({k: round(v, 4) for k, v in summary['refine'].items()})}")
     _save_ply(run, model)
     sp = fit_speech_aus(train_ds, cfg.model.audio_window)
     if sp is not None:  # speech-driven lower-face AUs for rendering new audio
