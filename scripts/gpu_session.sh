@@ -126,7 +126,7 @@ for name in "${names[@]}"; do
   case " ${EMOGS_RETURN_MODEL:-1} " in *" 1 "*|*" $name "*) ;; *) models=() ;; esac
   for f in "${models[@]}" speech_aus.safetensors speech_motion.safetensors config.json dataset.json background.png train_cameras.npz metrics.json \
            gpu_report.json train_log.jsonl train.log fps.log controls.log speech.log studio.log render_benchmark.json test_render.mp4 \
-           test_render.wav run.json; do
+           test_render.wav test_alpha.npz train_refine.safetensors run.json; do
     [ -f "$r/$f" ] && files+=("$name/$f")
   done
   for f in "$r"/eval_controls/videos/*.mp4 "$r"/eval_controls/videos/specs.json; do

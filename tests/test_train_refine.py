@@ -271,3 +271,23 @@ def test_appearance_codes_train_and_the_test_render_is_the_code_zero_render(tmp_
         out0 = recolored(ref, cfg, out, bgs, torch.arange(len(bank)), cfg.iters)
     assert torch.equal(out0.rgb, out.rgb)
     assert np.abs((out0.rgb.clamp(0, 1) * 255).round().byte().numpy().astype(int) - plain.astype(int)).max() <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA and gsplat")
+def test_pose_gradient_is_the_same_through_gsplat_and_the_torch_rasteriser():
+    from emogs.render.rasterize import gsplat_available
+
+    if not gsplat_available():
+        pytest.skip("gsplat not installed")
+    sc = {k: (v.cuda() if torch.is_tensor(v) else v) for k, v in _scene().items()}
+    grads = {}
+    for backend in ("torch", "gsplat"):
+        ref = FrameRefiner(1, sc["centre"], pose=True).cuda()
+        with torch.no_grad():
+            ref.pose_rot[0] = torch.tensor([0.01, -0.02, 0.01])
+        out = rasterize(sc["means"], sc["quats"], sc["scales"], sc["opac"], sc["colors"],
+                        ref.cameras(sc["w2c"], torch.tensor([0], device="cuda")), sc["K"], sc["S"], sc["S"],
+                        backend=backend)
+        (out.colors * torch.linspace(0, 1, sc["S"], device="cuda")[:, None, None]).sum().backward()
+        grads[backend] = torch.cat([ref.pose_rot.grad, ref.pose_trans.grad], -1)
+    assert torch.allclose(grads["torch"], grads["gsplat"], rtol=0.05, atol=1e-3 * float(grads["torch"].abs().max())), grads

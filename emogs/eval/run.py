@@ -98,9 +98,11 @@ def _region_dataset(folder, dataset: str | Path | None, split: str):
     return root, tuple(man["splits"][split])
 
 
-def add_region_errors(res, pred_frames, gt_frames, root: Path, span: tuple[int, int], out: Path) -> None:
-    """Per-region errors of a split render (emogs.eval.regions) into `res` (metrics `region_*`, extra
-    `regions`) and the mean error map out/error_map.png (ground truth | error)."""
+def add_region_errors(res, pred_frames, gt_frames, root: Path, span: tuple[int, int], out: Path,
+                      prefix: str = "region", map_name: str = "error_map.png") -> None:
+    """Per-region errors of a split render (emogs.eval.regions) into `res` (metrics `<prefix>_*`, extra
+    `<prefix>s`; the plain render: `region_*`, still / moving frames too) and the mean error map
+    out/`map_name` (ground truth | error)."""
     import cv2
 
     from emogs.data.labels import read_labels
@@ -126,15 +128,74 @@ def add_region_errors(res, pred_frames, gt_frames, root: Path, span: tuple[int, 
 
     r = region_errors(pred_frames, keep_first(gt_frames), labels())
     for name, d in r["regions"].items():
-        res.metrics[f"region_{name}_psnr"] = d["psnr"]
-        res.metrics[f"region_{name}_sse_share"] = d["sse_share"]
-    for name in ("still", "moving"):
-        if name in r["frames"]:
-            res.metrics[f"face_psnr_{name}_frames"] = r["frames"][name]["psnr_face"]
-    res.extra["regions"] = {"regions": r["regions"], "frames": r["frames"], "dataset": str(root)}
+        res.metrics[f"{prefix}_{name}_psnr"] = d["psnr"]
+        res.metrics[f"{prefix}_{name}_sse_share"] = d["sse_share"]
+    if prefix == "region":
+        for name in ("still", "moving"):
+            if name in r["frames"]:
+                res.metrics[f"face_psnr_{name}_frames"] = r["frames"][name]["psnr_face"]
+    res.extra[f"{prefix}s"] = {"regions": r["regions"], "frames": r["frames"], "dataset": str(root)}
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "error_map.png") as tmp:
+    with atomic_path(out / map_name) as tmp:
         cv2.imwrite(str(tmp), cv2.cvtColor(error_map_image(r["error_map"], first["gt"]), cv2.COLOR_RGB2BGR))
+
+
+def field_frames(folder, video: Path, alpha: np.ndarray):
+    """(field-protocol frames, ground-truth frames) iterators rebuilt from a split render over the plate and the
+    run's rendered alpha (`emogs.train.evaluate.field_composite`): the head pasted on the true frame."""
+    import cv2
+
+    from emogs.train.evaluate import field_composite
+
+    plate = folder.background()
+    pred, gt = split_side_by_side(read_frames(video, fps=FPS))
+    gt_a, gt_b = itertools.tee(gt, 2)
+
+    def rebuild():
+        p = None
+        for i, (r, g) in enumerate(zip(pred, gt_a)):
+            if i >= len(alpha):
+                raise InputError(f"{video}: has more frames than {folder.path}/test_alpha.npz ({len(alpha)})")
+            if p is None:
+                p = plate if plate.shape[:2] == r.shape[:2] else cv2.resize(plate, (r.shape[1], r.shape[0]),
+                                                                             interpolation=cv2.INTER_AREA)
+            a = alpha[i]
+            if a.shape != r.shape[:2]:
+                a = cv2.resize(a, (r.shape[1], r.shape[0]), interpolation=cv2.INTER_LINEAR)
+            yield field_composite(r, a, g, p)
+
+    return rebuild(), gt_b
+
+
+def add_field_region_errors(res, folder, video: Path, root: Path, span: tuple[int, int], out: Path, split: str) -> None:
+    """The per-region errors under the field's protocol (head pasted by its rendered alpha on the true frame,
+    so background and torso are the true frame's and carry only what the head's alpha leaves on them):
+    metrics `field_region_*`, `field_psnr_video`, out/error_map_field.png. Needs the run's test_alpha.npz
+    (runs trained before it say so in a note; their metrics.json may hold `field_regions` from training)."""
+    alpha = folder.test_alpha() if split == "test" else None
+    if alpha is None:
+        tm = folder.metrics() or {}
+        if tm.get("field_regions"):
+            res.extra["field_regions_train"] = tm["field_regions"]
+            res.notes.append("field-protocol regions: from training (metrics.json field_regions); the run has no "
+                             "test_alpha.npz to rebuild them from the video")
+        else:
+            res.notes.append("field-protocol regions: the run has no test_alpha.npz (trained before it was written)")
+        return
+    frames, gts = field_frames(folder, video, alpha)
+    psnrs = []
+
+    def measured(it):
+        for f, g in it:
+            d = (f.astype(np.float32) - g.astype(np.float32)) / 255
+            psnrs.append(float(-10 * np.log10(max(float((d ** 2).mean()), 1e-10))))
+            yield f, g
+
+    pairs = measured(zip(frames, gts))
+    a, b = itertools.tee(pairs, 2)
+    add_region_errors(res, (f for f, _ in a), (g for _, g in b), root, span, out, prefix="field_region",
+                      map_name="error_map_field.png")
+    res.metrics["field_psnr_video"] = float(np.mean(psnrs)) if psnrs else float("nan")
 
 
 def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = None,
@@ -167,6 +228,7 @@ def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = 
         res.notes.append(span)
     else:
         add_region_errors(res, *split_side_by_side(read_frames(video, fps=FPS)), root, span, out)
+        add_field_region_errors(res, folder, video, root, span, out, split)
     inputs: dict[str, Any] = {"run": str(run), "split": split, "video": str(video),
                               "layout": "left half = render, right half = ground truth", "emotion": o.emotion}
     fps, src = folder.benchmark_fps()

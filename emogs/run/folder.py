@@ -22,7 +22,10 @@ RUN/
   previews/              preview PNGs during training
   checkpoints/           last.safetensors + last_optim.safetensors + last_state.json (resume)
   test_render.mp4        test split: render | ground truth side by side, test audio muxed in
-  metrics.json           psnr, ssim, lpips on the test split (full frame and face region)
+  metrics.json           psnr, ssim, lpips on the test split (full frame, face region, the field's protocol and
+                         where its squared error lies per label region)
+  test_alpha.npz         the test frames' rendered head alpha (F, S, S) uint8: with test_render.mp4 and the plate
+                         `emogs eval` rebuilds the field protocol's frames (head pasted on the true frame)
 ```
 Every write is atomic (temp file + rename). Reading goes through `emogs.run.migrate`, so runs of older
 versions load with the settings they were trained with. Models stay pure: this room turns files into
@@ -61,6 +64,7 @@ LOG = "train_log.jsonl"
 PREVIEWS = "previews"
 CHECKPOINTS = "checkpoints"
 TEST_RENDER = "test_render.mp4"
+TEST_ALPHA = "test_alpha.npz"
 METRICS = "metrics.json"
 
 _CK_MODEL, _CK_OPTIM, _CK_STATE = "last.safetensors", "last_optim.safetensors", "last_state.json"
@@ -427,6 +431,23 @@ class RunFolder:
     def metrics(self) -> dict[str, Any] | None:
         p = self.path / METRICS
         return _read_json(p) if p.is_file() else None
+
+    def write_test_alpha(self, alpha: np.ndarray) -> None:
+        with atomic_path(self.path / TEST_ALPHA) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, alpha=np.asarray(alpha, np.uint8))
+
+    def test_alpha(self) -> np.ndarray | None:
+        """(F, S, S) uint8 rendered head alpha of the test split, or None (runs from before it was written)."""
+        p = self.path / TEST_ALPHA
+        if not p.is_file():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return z["alpha"]
+        except Exception as e:  # noqa: BLE001
+            raise InputError(f"{p}: unreadable ({type(e).__name__}); delete it (eval then reports no field-protocol "
+                             "regions)") from None
 
     @property
     def test_render_path(self) -> Path:

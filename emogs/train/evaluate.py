@@ -38,6 +38,39 @@ def render_bank(model: TalkingHead, bank: FrameBank, backend: str = "auto", batc
     return torch.cat([f.cpu() for f in r.run(calls, S, S, backend)]).numpy()
 
 
+@torch.no_grad()
+def render_alpha(model: TalkingHead, bank: FrameBank, backend: str = "auto", batch: int = 4) -> np.ndarray:
+    """Every frame's rendered head coverage (the alpha the field's protocol pastes the head by) -> (F, S, S)
+    uint8 (0..255), eager rendering (`TalkingHead.forward`)."""
+    n, S, ex = len(bank), bank.size, bank.expression
+    out = []
+    for i in range(0, n, batch):
+        o = model(bank.world_to_cam[i:i + batch], bank.K[i:i + batch], bank.audio[i:i + batch],
+                  bank.au_window[i:i + batch], S, S, None, backend=backend,
+                  expression=None if ex is None else ex[i:i + batch])
+        out.append((o.alpha[..., 0].clamp(0, 1) * 255).round().byte().cpu())
+    return torch.cat(out).numpy()
+
+
+def field_composite(render: np.ndarray, alpha: np.ndarray, gt: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """The field protocol's frame from a render over the plate: render = head + (1 - a) plate, so the head
+    (premultiplied) is render - (1 - a) plate, pasted on the true frame: head + (1 - a) gt. The head is clipped
+    to [0, a] (a premultiplied colour never exceeds its alpha), which keeps a compressed render's noise out of
+    pixels the head does not cover (there the frame is the true one). uint8 (.., H, W, 3) frames, alpha
+    (.., H, W) uint8."""
+    a = alpha.astype(np.float32)[..., None]
+    head = np.clip(render.astype(np.float32) - (1 - a / 255) * plate.astype(np.float32), 0, a)
+    f = head + (1 - a / 255) * gt.astype(np.float32)
+    return np.clip(np.round(f), 0, 255).astype(np.uint8)
+
+
+def region_table(regions: dict) -> dict:
+    """emogs.eval.regions' per-region dict, rounded for metrics.json: {name: {pixels_fraction, psnr, sse_share}}."""
+    r = lambda x: None if x is None or not np.isfinite(x) else round(float(x), 4)
+    return {k: {"pixels_fraction": r(v["pixels_fraction"]), "psnr": r(v["psnr"]), "sse_share": r(v["sse_share"])}
+            for k, v in regions.items()}
+
+
 def evaluate_test(model: TalkingHead, bank: FrameBank, run, cfg, audio: np.ndarray | None,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """Render the test split, write run's test_render.mp4 (render | GT, audio) and metrics.json."""
@@ -57,7 +90,8 @@ def evaluate_test(model: TalkingHead, bank: FrameBank, run, cfg, audio: np.ndarr
     full: dict[str, list[float]] = {"psnr": [], "ssim": [], "lpips": []}
     face: dict[str, list[float]] = {"psnr": [], "ssim": [], "lpips": []}
     field: dict[str, list[float]] = {"psnr": [], "ssim": [], "lpips": []}
-    for r, g in zip(render_bank(model, bank, cfg.backend, over_ground_truth=True), gts):
+    field_frames = render_bank(model, bank, cfg.backend, over_ground_truth=True)
+    for r, g in zip(field_frames, gts):
         field["psnr"].append(psnr_np(r, g))
         field["ssim"].append(ssim_np(r, g))
         if lp is not None:
@@ -77,12 +111,15 @@ def evaluate_test(model: TalkingHead, bank: FrameBank, run, cfg, audio: np.ndarr
                     face["lpips"].append(lp(rc, gc))
     mean = lambda d: {k: (float(np.mean(v)) if v else None) for k, v in d.items()}
     metrics = dict(split="test", num_frames=len(frames), resolution=bank.size, full=mean(full), face=mean(face),
-                   field=mean(field), num_gaussians=len(model.gaussians), variant=model.cfg.variant,
+                   field=mean(field), field_regions=_field_regions(field_frames, gts, labels),
+                   num_gaussians=len(model.gaussians), variant=model.cfg.variant,
                    model_kind=getattr(model.cfg, "kind", "free"),
                    note="full: whole frame composited over the background plate; face: box around labels 3-6; "
                         "field: the head pasted by its rendered alpha onto the ground-truth frame, whole image "
-                        "(the protocol of ER-NeRF / TalkingGaussian, whose tables report it)")
+                        "(the protocol of ER-NeRF / TalkingGaussian, whose tables report it); field_regions: where "
+                        "the field protocol's squared error lies, per label region of the true frames")
     run.write_metrics(metrics)
+    run.write_test_alpha(render_alpha(model, bank, cfg.backend))  # `emogs eval` rebuilds the field frames with it
     side = np.concatenate([frames, gts], axis=2)  # (F, S, 2S, 3) render | GT
     write_video(run.test_render_path, iter(side), fps=FPS, audio=audio)
     f, c, fd = metrics["full"], metrics["face"], metrics["field"]
@@ -90,3 +127,12 @@ def evaluate_test(model: TalkingHead, bank: FrameBank, run, cfg, audio: np.ndarr
         f" | face PSNR {c['psnr'] if c['psnr'] is None else round(c['psnr'], 2)}"
         f" | field protocol (head on the true frame) PSNR {fd['psnr']:.2f}")
     return metrics
+
+
+def _field_regions(frames: np.ndarray, gts: np.ndarray, labels: np.ndarray) -> dict | None:
+    """Per-region error of the field protocol's frames (emogs.eval.regions), or None without frames."""
+    if len(frames) == 0:
+        return None
+    from emogs.eval.regions import region_errors
+
+    return region_table(region_errors(iter(frames), iter(gts), iter(labels))["regions"])

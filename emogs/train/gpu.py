@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         previews = sorted((a.run / "previews").glob("*.png"))
         for f in [a.run / n for n in ("model.safetensors", "speech_aus.safetensors", "config.json", "metrics.json", "gpu_report.json",
                                       "test_render.mp4", "test_render.wav", "train_log.jsonl", "dataset.json",
-                                      "run.json", "train_cameras.npz", "background.png")] + previews[-1:]:
+                                      "run.json", "train_cameras.npz", "background.png", "test_alpha.npz",
+                                      "train_refine.safetensors")] + previews[-1:]:
             if f.is_file() and f.stat().st_size < 16 * 2 ** 20:
                 shutil.copy(f, a.out / f.name)
             elif f.is_file():
