@@ -486,6 +486,9 @@ def _args_calibrate_drive(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", type=float, default=C.target,
                    help=f"share of the way from the plain reading to 1 an AU at 1.0 must read (default {C.target})")
     p.add_argument("--max-gain", type=float, default=C.max_gain, help=f"largest gain (default {C.max_gain})")
+    p.add_argument("--aus", default=",".join(C.aus),
+                   help="the AUs to calibrate, comma-separated (the others keep the AU table's gains; default: "
+                        + ",".join(C.aus) + ")")
     p.add_argument("--print-only", action="store_true", help="print the gains, do not write RUN/au_drive.json")
 
 
@@ -502,6 +505,12 @@ def _run_calibrate_drive(a: argparse.Namespace) -> None:
         raise InputError(f"--target must be in (0, 1], got {a.target}")
     if not 1 <= a.max_gain <= 5:
         raise InputError(f"--max-gain must be in [1, 5], got {a.max_gain}")
+    from emogs.mesh.drive_calibration import CALIBRATED_AUS
+
+    aus = tuple(x.strip().upper() for x in a.aus.split(",") if x.strip())
+    bad = [x for x in aus if x not in CALIBRATED_AUS]
+    if not aus or bad:
+        raise InputError(f"--aus {a.aus}: choose from {', '.join(CALIBRATED_AUS)}")
     run = open_run(a.run)
     if run.model_config().kind not in ("mesh", "emotag"):
         raise InputError(f"{run.path}: not a mesh-rigged run; only their AU edits drive a face mesh")
@@ -514,7 +523,7 @@ def _run_calibrate_drive(a: argparse.Namespace) -> None:
     run.check_dataset(_json.loads(man.read_text()), ds, fix="give the run's own dataset with --dataset")
     info = run.dataset_info()
     res = calibrate_dataset(ds, np.asarray(info["au_mean"], np.float32),
-                            DriveCalibrationConfig(target=a.target, max_gain=a.max_gain))
+                            DriveCalibrationConfig(target=a.target, max_gain=a.max_gain, aus=aus))
     res["dataset"] = str(ds)
     for au, r in res["aus"].items():
         print(f"{au}: gain {r['gain']:g}{'' if r['reached'] else ' (target not reached)'}  plain {r['plain']:.2f}  "

@@ -164,3 +164,13 @@ def test_eval_controls_records_the_mesh_runs_residual_and_drive_settings(tmp_pat
     mc.kind = "free"
     assert run_render_settings(run, ControlOptions()) == {}
     assert residual_received_aus(rec, run, ControlOptions()) is rec
+
+
+def test_calibrate_drive_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    from emogs.cli import main
+
+    assert main(["calibrate-drive", str(tmp_path), "--aus", "AU99"]) == 2
+    assert "choose from AU01" in capsys.readouterr().err
+    assert main(["calibrate-drive", str(tmp_path), "--target", "0"]) == 2
+    assert main(["calibrate-drive", str(tmp_path / "nope")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
