@@ -32,6 +32,31 @@ def clamp_to_range(au: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float
     return np.clip(au, np.clip(lo - margin, 0, 1), np.clip(hi + margin, 0, 1))
 
 
+RESIDUAL_BEYOND = ("fade", "hold")
+AU_DRIVES = ("auto", "table", "person")
+
+
+def residual_aus(au: np.ndarray, lo: np.ndarray, hi: np.ndarray, default: np.ndarray, mode: str = "hold",
+                 fade: float = 0.3, margin: float = CLAMP_MARGIN) -> np.ndarray:
+    """(F, 17) requested AUs -> what a head's learned part (AU tokens, AU basis) receives. "hold": clipped to the
+    training range [lo - margin, hi + margin] (`clamp_to_range`). "fade" (mesh-rigged heads, whose mesh takes the
+    request as asked): inside that range the same; beyond its edge the value goes linearly from the edge back to
+    the `default` (17,) (the training mean, clipped to the range) over `fade` of further request, so that far
+    beyond the clip the learned residual shows nothing of the AU and the mesh alone moves the face."""
+    if mode not in RESIDUAL_BEYOND:
+        raise ValueError(f"unknown residual_beyond '{mode}' (choose from {', '.join(RESIDUAL_BEYOND)})")
+    c = clamp_to_range(au, lo, hi, margin)
+    if mode == "hold":
+        return c
+    if not fade > 0:
+        raise ValueError(f"residual_fade must be positive, got {fade}")
+    lo_e, hi_e = np.clip(lo - margin, 0, 1), np.clip(hi + margin, 0, 1)
+    over = np.maximum(np.maximum(au - hi_e, lo_e - au), 0.0)
+    w = np.clip(1.0 - over / fade, 0.0, 1.0)
+    d = np.clip(np.asarray(default, np.float32), lo_e, hi_e)
+    return (d + (c - d) * w).astype(np.float32)
+
+
 def speech_driven_aus(plan, rows: np.ndarray, rows_per_frame: int, speech, half: int) -> np.ndarray:
     """(F, 17) the plan's AUs plus the speech AUs' predicted deviation (from the audio feature rows) where the
     user did not set them; the plan's AUs when `speech` (emogs.model.speech_aus.SpeechAUs) is None."""
@@ -56,7 +81,7 @@ class RenderSettings:
 
 # Files of RUN/ that rendering reads: an output path may not be one of them.
 RUN_INPUT_FILES = ("run.json", "config.json", "model.safetensors", "dataset.json", "background.png", "train_cameras.npz",
-                   "speech_aus.safetensors", "speech_motion.safetensors")
+                   "speech_aus.safetensors", "speech_motion.safetensors", "au_drive.json")
 
 
 def check_speech(wav: np.ndarray, allow_silent: bool = False) -> None:
@@ -95,7 +120,7 @@ class Avatar:
 
     def __init__(self, run_dir: Path, cfg: RenderSettings, model: Any, info: dict, background: np.ndarray,
                  train_w2c: np.ndarray, device: torch.device, size: int | None = None,
-                 inference: str = "auto", speech: Any = None) -> None:
+                 inference: str = "auto", speech: Any = None, drive: dict | None = None) -> None:
         import cv2
 
         from emogs.model.infer import PipelinedRenderer
@@ -111,16 +136,21 @@ class Avatar:
         self.renderer = PipelinedRenderer(model, inference)  # CUDA-graph replay of the deformation on CUDA
         self.speech = speech  # emogs.model.speech_aus.SpeechAUs: lower-face AUs from the audio (or None)
         self.motion = None  # mesh runs: (SpeechMotion, person mean, scale): the mouth's mesh motion from the audio
+        # mesh runs: the person-calibrated AU drive (RUN/au_drive.json, emogs.mesh.drive_calibration) or None (the
+        # AU table's gains)
+        self.drive = drive
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", size: int | None = None,
-             inference: str = "auto", threads: int | None = None) -> "Avatar":
+             inference: str = "auto", threads: int | None = None, au_drive: str = "auto") -> "Avatar":
         """Load a trained RUN (through `emogs.run`). `size`: output resolution (default: the training
         resolution; other sizes rescale the camera intrinsics). `inference`: eager | graph | graph-bf16 | auto
         (graph on CUDA, eager on CPU; emogs.model.infer). `threads`: CPU threads for PyTorch; None picks them
         for the machine's current load (emogs.runtime.configure_threads; EMOGS_THREADS / OMP_NUM_THREADS
-        override)."""
+        override). `au_drive` (mesh runs): "auto" = the run's
+        person-calibrated drive gains (RUN/au_drive.json, `emogs calibrate-drive`) when it has them, else the AU
+        table's; "table" = always the table's; "person" = the run's (an InputError when it has none)."""
         import cv2
 
         from emogs.run import open_run
@@ -151,7 +181,13 @@ class Avatar:
         _, model = run.load_model(dev, checkpoint_ok=False)
         S = settings.resolution
         bg = cv2.resize(bg, (S, S), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        av = cls(run.path, settings, model, info, bg, w2c, dev, size, inference, speech)
+        if au_drive not in AU_DRIVES:
+            raise InputError(f"unknown --au-drive '{au_drive}'; choose from {', '.join(AU_DRIVES)}")
+        drive = run.au_drive() if au_drive != "table" and settings_kind(run) in ("mesh", "emotag") else None
+        if au_drive == "person" and drive is None:
+            raise InputError(f"{run.path}: no person-calibrated AU drive (au_drive.json); make it with "
+                             "`emogs calibrate-drive RUN`, or use --au-drive table")
+        av = cls(run.path, settings, model, info, bg, w2c, dev, size, inference, speech, drive)
         av.motion = motion
         return av
 
@@ -240,7 +276,8 @@ class Avatar:
         names = self.info.get("expression_names")
         if not names:
             raise InputError(f"{self.run_dir}: a mesh run without expression names in dataset.json; retrain it")
-        M = drive_matrix(names, list(AU_NAMES), calibrated=True)  # (17, E)
+        M = drive_matrix(names, list(AU_NAMES), calibrated=True,
+                         gains=None if self.drive is None else self.drive["gains"])  # (17, E)
         if base is None:
             base = self.model.expr_mean.detach().cpu().numpy()
         e = base + (np.asarray(au, np.float32) - self.default_au) @ M
@@ -250,18 +287,22 @@ class Avatar:
         """(F, 17) requested AUs -> clamped to what the training clip showed (+ CLAMP_MARGIN). A per-person
         model has never seen an AU beyond that range and extrapolates badly (a broken face: see
         docs/control_proof.md); `warn` gets one line per AU that was cut. On a mesh-rigged head only the
-        learned detail is clamped: the mesh moves as asked (`expressions`)."""
+        learned detail is limited: the mesh moves as asked (`expressions`), and beyond the range the learned
+        residual's input fades back to the default (`residual_aus`, ModelConfig.residual_beyond)."""
         lo0, hi0 = self.training_range()
-        out = clamp_to_range(au, lo0, hi0)
+        mode = getattr(self.model.cfg, "residual_beyond", "hold") if self.is_mesh else "hold"
+        out = residual_aus(au, lo0, hi0, self.default_au, mode, getattr(self.model.cfg, "residual_fade", 0.3))
         lo, hi = np.clip(lo0 - CLAMP_MARGIN, 0, 1), np.clip(hi0 + CLAMP_MARGIN, 0, 1)
         if warn is not None:
             from emogs.face.aus import AU_NAMES
 
             for k in np.flatnonzero(np.abs(out - au).max(0) > 0.02):
                 if self.is_mesh:
+                    detail = ("stays at that range" if mode == "hold" else
+                              f"fades out beyond it (gone from {min(1.0, hi[k] + self.model.cfg.residual_fade):.2f})")
                     warn(f"{AU_NAMES[k]} requested up to {au[:, k].max():.2f}, beyond the training clip's "
-                         f"{lo[k]:.2f}-{hi[k]:.2f}: the face mesh shows it; the person-specific detail learned "
-                         "from the clip stays at that range")
+                         f"{lo[k]:.2f}-{hi[k]:.2f}: the face mesh shows it as asked; the person-specific detail "
+                         f"learned from the clip {detail}")
                     continue
                 warn(f"{AU_NAMES[k]} requested up to {au[:, k].max():.2f}, but the training clip only shows "
                      f"{lo[k]:.2f}-{hi[k]:.2f}: clamped (the model cannot show what it never saw; "
@@ -344,7 +385,15 @@ class Avatar:
             log(plan.summary())
         else:  # the table shows what the model receives: the plan clamped to the training range
             sent = self.clamp_to_training(plan.au, warn=lambda m: log(f"warning: {m}"))
-            log(plan.summary(sent=sent))
+            what = None
+            if self.is_mesh:
+                mode = getattr(self.model.cfg, "residual_beyond", "hold")
+                what = ("AUs sent to the learned residual (" + ("faded out" if mode == "fade" else "clamped")
+                        + " beyond the training range; the face mesh gets the requested values)")
+            log(plan.summary(sent=sent, sent_what=what))
+        if self.drive is not None:
+            log("  AU drive of the face mesh: person-calibrated gains (RUN/au_drive.json): "
+                + ", ".join(f"{k} x{v:g}" for k, v in sorted(self.drive["gains"].items()) if abs(v - 1) > 1e-6))
         if speech_aus and self.is_mesh and self.motion is not None:
             log("  the mouth's mesh motion follows the audio (the run's speech-motion model); mouth AU edits add to it")
         if speech_aus and self.speech is not None:

@@ -100,6 +100,9 @@ def _args_render(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inference", default="auto", choices=["auto", "eager", "graph", "graph-bf16"],
                    help="deformation on CUDA: CUDA-graph replay (auto = graph on CUDA, eager on CPU)")
     p.add_argument("--force", action="store_true", help="replace an existing output video")
+    p.add_argument("--au-drive", default="auto", choices=["auto", "table", "person"],
+                   help="mesh heads: how far AU edits move the face mesh: the run's person-calibrated gains "
+                        "(au_drive.json, `emogs calibrate-drive`) or the AU table's (auto: the run's when it has them)")
     add_control_args(p)
 
 
@@ -121,7 +124,7 @@ def _run_render(a: argparse.Namespace) -> None:
     check_speech(wav, a.allow_silent)
     check_control_args(a, frames_for_audio(len(wav)), fps=FPS)
     check_render_output(a.output, a.run, [a.audio, a.au_timeline, a.au_from, a.pose_from], overwrite=a.force)
-    av = Avatar.load(a.run, device=a.device, size=a.size, inference=a.inference)
+    av = Avatar.load(a.run, device=a.device, size=a.size, inference=a.inference, au_drive=a.au_drive)
     plan = controls_from_args(a, frames_for_audio(len(wav)), fps=FPS, default_au=av.default_au)
     av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch,
               allow_extrapolation=a.allow_extrapolation, speech_aus=not a.no_speech_aus, overwrite=a.force)
@@ -266,6 +269,8 @@ def _args_eval_controls(p: argparse.ArgumentParser) -> None:
                    help="measure the renders in OUT/videos made elsewhere (--render-only); the run needs no weights")
     p.add_argument("--force", action="store_true", help="replace an earlier report in the folder")
     p.add_argument("--rerender", action="store_true", help="render again even the videos whose settings match")
+    p.add_argument("--au-drive", default="auto", choices=["auto", "table", "person"],
+                   help="mesh heads: the AU drive gains to render with (see `emogs render --au-drive`)")
 
 
 def _run_eval_controls(a: argparse.Namespace) -> None:
@@ -279,7 +284,7 @@ def _run_eval_controls(a: argparse.Namespace) -> None:
     conds = conditions_from_args(a.au, a.emotion, a.standard, duration, a.au_noise)
     opts = ControlOptions(size=a.size, device=a.device, allow_extrapolation=a.allow_extrapolation,
                           speech_aus=not a.no_speech_aus, goal_au=a.goal_au, goal_emotion=a.goal_emotion,
-                          id_stride=a.id_stride, rerender=a.rerender)
+                          id_stride=a.id_stride, rerender=a.rerender, au_drive=a.au_drive)
     if a.render_only and a.measure_only:
         raise InputError("--render-only and --measure-only: choose one")
     print(eval_controls(a.run, a.audio, a.output or a.run / "eval_controls", conds, opts, render_only=a.render_only,
@@ -472,6 +477,64 @@ def _run_adapt(a: argparse.Namespace) -> None:
         raise InputError(f"config: {e}") from None
 
 
+def _args_calibrate_drive(p: argparse.ArgumentParser) -> None:
+    from emogs.mesh.drive_calibration import DriveCalibrationConfig as C
+
+    p.add_argument("run", type=Path, help="trained mesh run folder")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="the run's prepared dataset (tracks.npz + mesh.npz; default: the path the run records)")
+    p.add_argument("--target", type=float, default=C.target,
+                   help=f"share of the way from the plain reading to 1 an AU at 1.0 must read (default {C.target})")
+    p.add_argument("--max-gain", type=float, default=C.max_gain, help=f"largest gain (default {C.max_gain})")
+    p.add_argument("--aus", default=",".join(C.aus),
+                   help="the AUs to calibrate, comma-separated (the others keep the AU table's gains; default: "
+                        + ",".join(C.aus) + ")")
+    p.add_argument("--print-only", action="store_true", help="print the gains, do not write RUN/au_drive.json")
+
+
+def _run_calibrate_drive(a: argparse.Namespace) -> None:
+    import json as _json
+
+    import numpy as np
+
+    from emogs.errors import InputError
+    from emogs.mesh.drive_calibration import DriveCalibrationConfig, calibrate_dataset
+    from emogs.run import open_run
+
+    if not 0 < a.target <= 1:
+        raise InputError(f"--target must be in (0, 1], got {a.target}")
+    if not 1 <= a.max_gain <= 5:
+        raise InputError(f"--max-gain must be in [1, 5], got {a.max_gain}")
+    from emogs.mesh.drive_calibration import CALIBRATED_AUS
+
+    aus = tuple(x.strip().upper() for x in a.aus.split(",") if x.strip())
+    bad = [x for x in aus if x not in CALIBRATED_AUS]
+    if not aus or bad:
+        raise InputError(f"--aus {a.aus}: choose from {', '.join(CALIBRATED_AUS)}")
+    run = open_run(a.run)
+    if run.model_config().kind not in ("mesh", "emotag"):
+        raise InputError(f"{run.path}: not a mesh-rigged run; only their AU edits drive a face mesh")
+    ds = a.dataset or run.info().get("dataset", {}).get("root")
+    if not ds or not Path(ds).is_dir():
+        raise InputError(f"{run.path}: its dataset {ds or '(not recorded)'} is not here; give --dataset")
+    man = Path(ds) / "manifest.json"
+    if not man.is_file():
+        raise InputError(f"{ds}: no manifest.json; give the run's prepared dataset")
+    run.check_dataset(_json.loads(man.read_text()), ds, fix="give the run's own dataset with --dataset")
+    info = run.dataset_info()
+    res = calibrate_dataset(ds, np.asarray(info["au_mean"], np.float32),
+                            DriveCalibrationConfig(target=a.target, max_gain=a.max_gain, aus=aus))
+    res["dataset"] = str(ds)
+    for au, r in res["aus"].items():
+        print(f"{au}: gain {r['gain']:g}{'' if r['reached'] else ' (target not reached)'}  plain {r['plain']:.2f}  "
+              f"rise at the table's gain {r['curve'][0][1]:+.2f}, at the chosen {r['curve'][-1][1]:+.2f}")
+    if not a.print_only:
+        run.write_au_drive(res)
+        print(f"wrote {run.file('au_drive.json')}")
+    else:
+        print(_json.dumps(res["gains"]))
+
+
 COMMANDS = {
     "analyze": (_args_analyze, _run_analyze, "per-frame AUs, blendshapes, head pose (OpenFace-like CSV)"),
     "prepare": (_args_prepare, _run_prepare, "turn a talking-head video into a training dataset"),
@@ -489,6 +552,8 @@ COMMANDS = {
                    "the ablation table from saved runs: mean and spread over seeds per speaker and configuration"),
     "eval-speech": (_args_eval_speech, _run_eval_speech,
                     "does the mouth follow other people's speech? mouth spread and lip sync vs the real video"),
+    "calibrate-drive": (_args_calibrate_drive, _run_calibrate_drive,
+                        "mesh heads: AU drive gains at which this person's AU edits read as asked (au_drive.json)"),
     "export": (_args_export, _run_export, "export the head's Gaussians at an expression as a 3DGS .ply"),
     "demo": (_args_demo, _run_demo, "the whole pipeline on a synthetic subject (or --video): synth, prepare, train, "
                                     "render, eval -> index.html"),

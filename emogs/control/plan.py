@@ -58,10 +58,10 @@ class ControlPlan:
         """(N, 4, 4) training poses -> PoseTrack with world_to_cam (F, 4, 4)."""
         return resolve_pose(self.pose, training_world_to_cam, self.num_frames)
 
-    def summary(self, sent: np.ndarray | None = None) -> str:
+    def summary(self, sent: np.ndarray | None = None, sent_what: str | None = None) -> str:
         """The plan in words and an AU table. `sent` (F, 17): the AUs the model actually receives (the
         plan clamped to the training range); the table then shows those, with the requested range
-        beside every AU the clamp changed."""
+        beside every AU the clamp changed. `sent_what` names what receives them (default: the model, clamped)."""
         F = self.num_frames
         lines = [f"controls: {F} frames ({F / self.fps:.2f} s at {self.fps:g} fps)"]
         lines += [f"  {s}" for s in self.layers]
@@ -69,7 +69,8 @@ class ControlPlan:
         vals = self.au if sent is None else np.asarray(sent, np.float32)
         used = [i for i in range(NUM_AUS) if max(vals[:, i].max(), self.au[:, i].max()) > 0.005]
         if used:
-            what = "AUs sent to the model (clamped to the training range)" if sent is not None else "AUs requested"
+            what = (sent_what or "AUs sent to the model (clamped to the training range)") if sent is not None \
+                else "AUs requested"
             lines.append(f"  {what}:")
             lines.append("  AU     mean   min   max  user-set frames" + ("  requested" if sent is not None else ""))
             for i in used:

@@ -136,6 +136,7 @@ class ControlOptions:
     goal_emotion: float = GOAL_EMOTION
     rerender: bool = False  # render the videos again even where they match
     progress: bool = True
+    au_drive: str = "auto"  # mesh runs: auto | table | person (emogs.Avatar.load)
 
 
 # -- plans: what each render asked for and what the model received ------------------------------------------
@@ -160,8 +161,10 @@ def plans_for(conditions: list[Condition], num_frames: int, default_au: np.ndarr
 
 
 def received_aus(plans: dict, wav: np.ndarray, run, opts: ControlOptions) -> dict[str, np.ndarray]:
-    """The AU tracks the model was driven with per condition (speech AUs added, clamped unless
-    extrapolation was allowed), computed from the run folder without loading the model."""
+    """The AU tracks the model was driven with per condition (speech AUs added), computed from the run folder
+    without loading the model. Free heads: clamped to the training range unless extrapolation was allowed.
+    Mesh-rigged heads: what the face mesh is driven with, the request as asked (their learned residual's input
+    is clamped or faded beyond the training range, `emogs.avatar.residual_aus`; `residual_received_aus`)."""
     from emogs.audio import feature_rows
     from emogs.avatar import clamp_to_range, speech_driven_aus
 
@@ -170,19 +173,56 @@ def received_aus(plans: dict, wav: np.ndarray, run, opts: ControlOptions) -> dic
     speech = run.speech_aus() if opts.speech_aus else None
     rows, rpf = feature_rows(wav, mc.audio_feature) if speech is not None else (None, 0)
     lo, hi = np.asarray(info["au_min"], np.float32), np.asarray(info["au_max"], np.float32)
+    mesh = mc.kind in ("mesh", "emotag")
     out = {}
     for n, p in plans.items():
         au = speech_driven_aus(p, rows, rpf, speech, mc.audio_window)
-        out[n] = au if opts.allow_extrapolation else clamp_to_range(au, lo, hi)
+        out[n] = au if opts.allow_extrapolation or mesh else clamp_to_range(au, lo, hi)
     return out
 
 
+def residual_received_aus(received: dict[str, np.ndarray], run, opts: ControlOptions) -> dict[str, np.ndarray]:
+    """Mesh-rigged heads: what their learned residual received of `received_aus` (clamped or faded beyond the
+    training range, ModelConfig.residual_beyond); the same tracks for free heads and with extrapolation allowed."""
+    from emogs.avatar import residual_aus
+
+    mc = run.model_config()
+    if mc.kind not in ("mesh", "emotag") or opts.allow_extrapolation:
+        return received
+    info = run.dataset_info()
+    lo, hi = np.asarray(info["au_min"], np.float32), np.asarray(info["au_max"], np.float32)
+    d = np.asarray(info["au_mean"], np.float32)
+    return {n: residual_aus(a, lo, hi, d, mc.residual_beyond, mc.residual_fade) for n, a in received.items()}
+
+
 # -- rendering -------------------------------------------------------------------------------------------
-def render_spec(model_sha: str, audio_sha: str, c: Condition, opts: ControlOptions) -> dict[str, Any]:
+def run_render_settings(run, opts: ControlOptions) -> dict[str, Any]:
+    """The run's own settings that change a render besides its weights (mesh runs: how the learned residual takes
+    requests beyond the training range, and person-calibrated AU drive gains when used); {} otherwise, so specs
+    of earlier renders still match."""
+    mc = run.model_config()
+    out: dict[str, Any] = {}
+    if mc.kind not in ("mesh", "emotag"):
+        return out
+    if mc.residual_beyond != "hold" and not opts.allow_extrapolation:
+        out["residual"] = f"{mc.residual_beyond}:{mc.residual_fade:g}"
+    if opts.au_drive not in ("auto", "table", "person"):
+        raise InputError(f"unknown --au-drive '{opts.au_drive}'; choose from auto, table, person")
+    drive = run.au_drive() if opts.au_drive != "table" else None
+    if opts.au_drive == "person" and drive is None:
+        raise InputError(f"{run.path}: no person-calibrated AU drive (au_drive.json); make it with "
+                         "`emogs calibrate-drive RUN`, or use --au-drive table")
+    if drive is not None:
+        out["au_drive"] = {k: float(v) for k, v in sorted(drive["gains"].items())}
+    return out
+
+
+def render_spec(model_sha: str, audio_sha: str, c: Condition, opts: ControlOptions,
+                run_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """What decides a condition's render: the run's weights, the audio, the controls and render settings."""
     return dict(model=model_sha, audio=audio_sha,
                 flags=c.flags(), size=opts.size, extrapolation=opts.allow_extrapolation,
-                speech_aus=opts.speech_aus, blinks=opts.blinks)
+                speech_aus=opts.speech_aus, blinks=opts.blinks, **(run_settings or {}))
 
 
 def check_renders(run, audio: Path, conditions: list[Condition], videos: Path, opts: ControlOptions) -> dict[str, Path]:
@@ -196,9 +236,10 @@ def check_renders(run, audio: Path, conditions: list[Condition], videos: Path, o
         raise InputError(f"{videos}: no renders to measure (specs.json missing); render them with --render-only")
     specs = read_json(spec_file)
     audio_sha = sha256_file(audio)
+    extra = run_render_settings(run, opts)
     paths = {}
     for c in conditions:
-        want = {k: v for k, v in render_spec("", audio_sha, c, opts).items() if k != "model"}
+        want = {k: v for k, v in render_spec("", audio_sha, c, opts, extra).items() if k != "model"}
         have = {k: v for k, v in (specs.get(c.name) or {}).items() if k != "model"}
         p = videos / f"{c.name}.mp4"
         if not p.is_file() or have != want:
@@ -218,8 +259,9 @@ def render_conditions(run, audio: Path, wav: np.ndarray, conditions: list[Condit
     audio_sha = sha256_file(audio)  # the file, not its samples: decoders differ in the last bit across machines
     model_sha = sha256_file(run.file("model.safetensors"))
     paths = {c.name: videos / f"{c.name}.mp4" for c in conditions}
+    extra = run_render_settings(run, opts)
     todo = [c for c in conditions if opts.rerender or not paths[c.name].is_file()
-            or specs.get(c.name) != render_spec(model_sha, audio_sha, c, opts)]
+            or specs.get(c.name) != render_spec(model_sha, audio_sha, c, opts, extra)]
     if not todo:
         log(f"[eval-controls] reusing {len(conditions)} renders in {videos}")
         return paths
@@ -227,14 +269,14 @@ def render_conditions(run, audio: Path, wav: np.ndarray, conditions: list[Condit
 
     from emogs.io.media import frames_for_audio
 
-    av = Avatar.load(run.path, device=opts.device, size=opts.size)
+    av = Avatar.load(run.path, device=opts.device, size=opts.size, au_drive=opts.au_drive)
     for k, c in enumerate(todo):
         t0 = time.time()
         plan = add_au_noise(av.plan(frames_for_audio(len(wav), SAMPLE_RATE, FPS), blinks=opts.blinks), c.noise) \
             if c.noise > 0 else None
         av.render(wav, paths[c.name], au=list(c.au) or None, emotion=c.emotion, blinks=opts.blinks, quiet=True,
                   allow_extrapolation=opts.allow_extrapolation, speech_aus=opts.speech_aus, batch=opts.batch, plan=plan)
-        specs[c.name] = render_spec(model_sha, audio_sha, c, opts)
+        specs[c.name] = render_spec(model_sha, audio_sha, c, opts, extra)
         write_json(spec_file, specs)
         log(f"[eval-controls] rendered {c.name} ({c.flags()}) [{k + 1}/{len(todo)}] in {time.time() - t0:.1f} s")
     return paths
@@ -654,6 +696,8 @@ def tables(res: dict[str, Any], goal_au: float = GOAL_AU, goal_emotion: float = 
             continue
         ask = "" if r["asked_in"] is None or r["received_in"] is None or abs(r["asked_in"] - r["received_in"]) < 1e-3 \
             else f" (asked {f2(r['asked_in'])})"
+        if r.get("residual_in") is not None and abs(r["residual_in"] - r["received_in"]) >= 1e-3:
+            ask += f" (residual {f2(r['residual_in'])})"
         other = ", ".join(f"{a} {v:+.2f}" for a, v in r["effect_all_aus"].items()
                           if a != r["au"] and v is not None and abs(v) >= 0.1) or "none"
         share = r.get("locality_outside_share")
@@ -782,6 +826,16 @@ def eval_controls(run_dir: str | Path, audio: str | Path, out_dir: str | Path, c
     plans = plans_for(conditions, F, np.asarray(info["au_mean"], np.float32), opts.blinks)
     received = received_aus(plans, wav[: int(F * SAMPLE_RATE / FPS)], run, opts)
     res, arrays = measure(frames, conditions, plans, received, wav, opts, log)
+    residual = residual_received_aus(received, run, opts)
+    if residual is not received:  # mesh heads: what the learned residual got of each edited AU, fully on
+        from emogs.control.names import AU_INDEX
+
+        for c in conditions:
+            r = res.get(c.name)
+            if isinstance(r, dict) and r.get("kind") == "au" and r.get("au") in AU_INDEX:
+                j = AU_INDEX[r["au"]]
+                on = plans[c.name].mask[:F, j] >= 0.999
+                r["residual_in"] = _mean(residual[c.name][:F, j][on]) if on.any() else None
     meta = dict(command="emogs eval-controls " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval-controls"] else None,
                 run=str(run.path), audio=str(audio), frames=F, size=int(frames["plain"].shape[1]),
                 options=asdict(opts), conditions=[asdict(c) for c in conditions],

@@ -122,16 +122,19 @@ def au_to_expression(aus, names: tuple[str, ...] | list[str], au_names: list[str
     return (np.clip(out, 0.0, 1.0) if clip else out).astype(np.float32)
 
 
-def drive_matrix(names, au_names: list[str] | None = None, calibrated: bool = False) -> np.ndarray:
+def drive_matrix(names, au_names: list[str] | None = None, calibrated: bool = False,
+                 gains: dict[str, float] | None = None) -> np.ndarray:
     """(A, E) matrix: row a = the pattern of coefficients AU a drives (weights of `AU_DRIVES`); with
-    `calibrated`, times the measured `AU_GAIN` (what rendering a mesh-rigged head uses: emogs.Avatar)."""
+    `calibrated`, times the measured `AU_GAIN` (what rendering a mesh-rigged head uses: emogs.Avatar), where
+    `gains` (AU -> gain, e.g. a run's person calibration, `emogs.mesh.drive_calibration`) overrides it."""
     from emogs.face.aus import AU_NAMES
 
     au_names = list(au_names or AU_NAMES)
     names = list(names)
+    table = {**AU_GAIN, **(gains or {})}
     M = np.zeros((len(au_names), len(names)), np.float32)
     for i, au in enumerate(au_names):
-        g = AU_GAIN.get(au, 1.0) if calibrated else 1.0
+        g = table.get(au, 1.0) if calibrated else 1.0
         for shape, w in AU_DRIVE[au].shapes.items():
             if shape in names:
                 M[i, names.index(shape)] = w * g

@@ -67,6 +67,13 @@ class ModelConfig:
     id_dim: int = 32
     grmn_hidden: int = 128
     motion_loss: float = 1.0  # weight of the GRMN's MSE against the fitted expression coefficients
+    # Mesh-rigged heads (mesh, emotag) at render time: the learned residual's AU input for a request beyond the
+    # training clip's range (+ emogs.avatar.CLAMP_MARGIN; the mesh always gets the request as asked). "fade": it
+    # goes back to the default expression's value over `residual_fade` of further request, so far beyond the clip
+    # the mesh alone moves the face (emogs.avatar.residual_aus); "hold": clamped at the range's edge (until
+    # session 5). Free heads always clamp (they have no mesh to carry the rest).
+    residual_beyond: str = "fade"
+    residual_fade: float = 0.3
 
     def flags(self) -> dict[str, bool]:
         if self.kind not in (*MODEL_KINDS, "auto"):

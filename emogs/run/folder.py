@@ -10,6 +10,8 @@ RUN/
   speech_aus.safetensors audio -> speech AUs (AU17/20/23/25/26) ridge regression
   speech_motion.safetensors  mesh runs: audio -> the mouth's mesh coefficients (the pretrained prior fine-tuned
                          on this person; its metadata: config, the person's mean and scale, the fine-tune report)
+  au_drive.json          mesh runs, optional: person-calibrated AU drive gains (`emogs calibrate-drive`); rendering
+                         uses them instead of the AU table's (emogs.mesh.drive_calibration)
   gaussians.ply          canonical Gaussians, standard 3DGS PLY
   background.png         the plate a rendered head is composited onto (from the dataset)
   dataset.json           what rendering needs of the training data: K, size, AU names and statistics
@@ -53,6 +55,7 @@ CONFIG = "config.json"
 MODEL = "model.safetensors"
 SPEECH_AUS = "speech_aus.safetensors"
 SPEECH_MOTION = "speech_motion.safetensors"
+AU_DRIVE = "au_drive.json"
 PLY = "gaussians.ply"
 BACKGROUND = "background.png"
 DATASET_INFO = "dataset.json"
@@ -361,6 +364,25 @@ class RunFolder:
         except (InputError, KeyError, ValueError) as e:
             msg = str(e) if isinstance(e, InputError) else f"{p}: unreadable ({type(e).__name__})"
             raise InputError(f"{msg.split(';')[0]}; delete it to render without speech AUs, or retrain the run") from None
+
+    # -- AU drive gains (mesh runs, optional: `emogs calibrate-drive`) ---------------------------------
+    def write_au_drive(self, calib: dict) -> None:
+        from emogs.io.atomic import write_json
+
+        write_json(self.path / AU_DRIVE, calib)
+
+    def au_drive(self) -> dict | None:
+        """The run's person-calibrated AU drive ({"gains": {AU: gain}, ...}, emogs.mesh.drive_calibration), or
+        None for runs without the file."""
+        p = self.path / AU_DRIVE
+        if not p.is_file():
+            return None
+        d = _read_json(p)
+        g = d.get("gains") if isinstance(d, dict) else None
+        if not isinstance(g, dict) or not all(isinstance(v, (int, float)) and 0 < v <= 10 for v in g.values()):
+            raise InputError(f"{p}: no valid 'gains' table; delete it to render with the AU table's gains, or run "
+                             "`emogs calibrate-drive` again")
+        return d
 
     # -- speech motion (mesh runs) ------------------------------------------------------------------
     def write_speech_motion(self, module, mean, scale, report: dict | None = None) -> None:
