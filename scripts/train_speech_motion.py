@@ -486,6 +486,24 @@ def train_kwargs(a, clips) -> dict:
     return kw
 
 
+def train_ensemble(a, clips, seed: int, log, cfg_kw):
+    """`a.ensemble` networks trained on `clips` with seeds seed, seed + 1000, ... merged into one prior
+    (`merge_members`: their average); one network when `a.ensemble` is 1. -> (module, facts)."""
+    from emogs.model.speech_motion import merge_members
+
+    nets, facts = [], []
+    for i in range(max(1, getattr(a, "ensemble", 1))):
+        n, f = train_model(clips, a.feature, a.steps, seed + 1000 * i, log=log, cfg_kw=cfg_kw, **train_kwargs(a, clips))
+        nets.append(n)
+        facts.append(f)
+    if len(nets) == 1:
+        return nets[0], facts[0]
+    out = dict(facts[0], seconds=round(sum(f["seconds"] for f in facts), 1),
+               final_loss=[f["final_loss"] for f in facts], params=sum(f["params"] for f in facts),
+               ensemble=len(nets), ensemble_seeds=[seed + 1000 * i for i in range(len(nets))])
+    return merge_members(nets), out
+
+
 def decide(curve: list[float], held_out: bool) -> tuple[str, int | None]:
     """(decision, lag or None = drop) for a clip's jawOpen-r lag curve over [-MAX_LAG, MAX_LAG]."""
     cur = np.asarray(curve)
@@ -585,8 +603,7 @@ def cmd_train(a) -> None:
         for k, f in enumerate(fl):
             tr = [c for c in train if c.identity not in f]
             log(f"cv fold {k}: {len(tr)} training clips")
-            net, _ = train_model(tr, a.feature, a.steps, a.seed + 10 + k, log=log, cfg_kw=cfg_kw,
-                                 **train_kwargs(a, tr))
+            net, _ = train_ensemble(a, tr, a.seed + 10 + k, log, cfg_kw)
             for c in train:
                 if c.identity in f:
                     oof[c.name] = unit_prediction(net, c)
@@ -608,7 +625,7 @@ def cmd_train(a) -> None:
         gain, r_oof, cv_summary = np.ones(K), None, None
     # 2. the final model on all training identities, measured on the held-out identities
     log(f"final: {len(train)} training clips, {len({c.identity for c in train})} people")
-    net, facts = train_model(train, a.feature, a.steps, a.seed, log=log, cfg_kw=cfg_kw, **train_kwargs(a, train))
+    net, facts = train_ensemble(a, train, a.seed, log, cfg_kw)
     raw = {c.name: measure(net, c, coeffs, lip) for c in held}
     net.gain.copy_(torch.from_numpy(gain.astype(np.float32)))
     rows, preds = {}, {}
@@ -775,6 +792,8 @@ def main(argv=None) -> None:
     t.add_argument("--lags-from", default=None, help="apply the shifts / drops recorded in a trained model's JSON "
                    "(e.g. the shipped prior's) instead of an offsets file")
     t.add_argument("--no-cv", action="store_true", help="skip the fold models (gain 1)")
+    t.add_argument("--ensemble", type=int, default=1, help="networks trained with different seeds and merged "
+                   "into one prior (their average), for the fold models and the final one")
     t.add_argument("--ship", action="store_true", help="also write emogs/model/weights/speech_motion_<feature>.*")
     f = sub.choices["finetune"]
     f.add_argument("--ft-steps", type=int, default=300)
