@@ -594,6 +594,11 @@ def cmd_train(a) -> None:
         decisions = {}
         log(f"no offsets file {off_path}: every clip at lag 0")
     train, held, fl = split(clips, Path(a.data))
+    excluded = set(clip_names(a.exclude_train) or ())
+    if excluded & {c.name for c in held}:
+        raise SystemExit(f"--exclude-train names held-out clips: {sorted(excluded & {c.name for c in held})}")
+    if excluded:
+        log(f"not trained on (still measured out-of-fold): {sorted(excluded)}")
     lip = mesh_basis_lip()
     # 1. out-of-fold predictions of the training clips -> per-coefficient gain
     oof: dict[str, np.ndarray] = {}
@@ -601,7 +606,7 @@ def cmd_train(a) -> None:
     K = len(coeffs)
     if not a.no_cv:
         for k, f in enumerate(fl):
-            tr = [c for c in train if c.identity not in f]
+            tr = [c for c in train if c.identity not in f and c.name not in excluded]
             log(f"cv fold {k}: {len(tr)} training clips")
             net, _ = train_ensemble(a, tr, a.seed + 10 + k, log, cfg_kw)
             for c in train:
@@ -624,8 +629,9 @@ def cmd_train(a) -> None:
     else:
         gain, r_oof, cv_summary = np.ones(K), None, None
     # 2. the final model on all training identities, measured on the held-out identities
-    log(f"final: {len(train)} training clips, {len({c.identity for c in train})} people")
-    net, facts = train_ensemble(a, train, a.seed, log, cfg_kw)
+    fit_on = [c for c in train if c.name not in excluded]
+    log(f"final: {len(fit_on)} training clips, {len({c.identity for c in fit_on})} people")
+    net, facts = train_ensemble(a, fit_on, a.seed, log, cfg_kw)
     raw = {c.name: measure(net, c, coeffs, lip) for c in held}
     net.gain.copy_(torch.from_numpy(gain.astype(np.float32)))
     rows, preds = {}, {}
@@ -653,7 +659,10 @@ def cmd_train(a) -> None:
             "command": " ".join(sys.argv), "data": str(a.data), "fits": str(a.fits), "clips_filter": a.clips,
             "correspondence": a.correspondence, "offsets": str(off_path) if off_path.is_file() else None,
             "held_out_identities": HELD_OUT, "folds": fl,
-            "train_clips": {c.name: {"identity": c.identity, "lag": c.lag, **c.info} for c in train},
+            "train_clips": {c.name: {"identity": c.identity, "lag": c.lag, **c.info} for c in fit_on},
+            "excluded_from_training": {c.name: {"identity": c.identity, "lag": c.lag, **c.info,
+                                                "oof_jaw_r": cv_rows.get(c.name, {}).get("jaw_r")}
+                                       for c in train if c.name in excluded},
             "held_out_clips": [c.name for c in held], "dropped_clips": dropped, "offset_decisions": decisions,
             "offset_rules": {"shift_min_peak": SHIFT_MIN_PEAK, "shift_min_gain": SHIFT_MIN_GAIN,
                              "drop_max_peak": DROP_MAX_PEAK, "max_lag": MAX_LAG},
@@ -792,6 +801,8 @@ def main(argv=None) -> None:
     t.add_argument("--lags-from", default=None, help="apply the shifts / drops recorded in a trained model's JSON "
                    "(e.g. the shipped prior's) instead of an offsets file")
     t.add_argument("--no-cv", action="store_true", help="skip the fold models (gain 1)")
+    t.add_argument("--exclude-train", default=None, help="training-identity clips not trained on (fold models and "
+                   "final), still measured out-of-fold: a file of names or a comma list")
     t.add_argument("--ensemble", type=int, default=1, help="networks trained with different seeds and merged "
                    "into one prior (their average), for the fold models and the final one")
     t.add_argument("--ship", action="store_true", help="also write emogs/model/weights/speech_motion_<feature>.*")
