@@ -28,11 +28,12 @@ from expert_data import identity  # noqa: E402  (one identity rule, so the exper
 SPEECH_MIN = 0.2  # a clip "has speech" when the manifest's VAD speech fraction is at least this
 
 
-def speaking_datasets(data: Path) -> list[Path]:
-    """Every prepared dataset under `data` (itself included) with speech audio, sorted by clip name."""
+def speaking_datasets(data: Path, names=None) -> list[Path]:
+    """Every prepared dataset under `data` (itself included) with speech audio, sorted by clip name; with
+    `names` (a collection of clip names) only those."""
     out = []
     for p in sorted(data.rglob("manifest.json")):
-        if ".prepare" in p.parts:
+        if ".prepare" in p.parts or (names is not None and p.parent.name not in names):
             continue
         m = json.loads(p.read_text())
         a = m.get("audio") or {}
@@ -40,6 +41,19 @@ def speaking_datasets(data: Path) -> list[Path]:
                 and not a.get("synthetic_silence", False):
             out.append(p.parent)
     return sorted(out, key=lambda d: d.name)
+
+
+def clip_names(arg: str | None):
+    """The clip-name filter of `--clips`: None (every clip) or the names of a file (one per line, `#` comments)
+    or of a comma-separated list."""
+    if not arg:
+        return None
+    p = Path(arg)
+    text = p.read_text() if p.is_file() else arg.replace(",", "\n")
+    names = {ln.split("#")[0].strip() for ln in text.splitlines()} - {""}
+    if not names:
+        raise SystemExit(f"--clips {arg}: no clip names")
+    return names
 
 
 def file_sha(path: Path) -> str:
@@ -80,7 +94,7 @@ def cmd_fit(a) -> None:
     model, corr, sha = load_ict(), load_correspondence(cpath), file_sha(cpath)
     summary_path = out / "fits.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    dsets = speaking_datasets(Path(a.data))
+    dsets = speaking_datasets(Path(a.data), clip_names(a.clips))
     for k, ds in enumerate(dsets):
         dst = out / f"{ds.name}.npz"
         if dst.is_file() and ds.name in summary and not a.force:
@@ -120,6 +134,7 @@ def main(argv=None) -> None:
     f.add_argument("--out", required=True, help="folder for <clip>.npz fits and fits.json")
     f.add_argument("--correspondence", default=None, help="MediaPipe->ICT table (default: the mesh room's)")
     f.add_argument("--threads", type=int, default=1)
+    f.add_argument("--clips", default=None, help="only these clips: a file of names (one a line) or a comma list")
     f.add_argument("--force", action="store_true", help="refit clips already in --out")
     f.add_argument("--refit", action="store_true", help="fit even where the dataset has mesh.npz")
     a = ap.parse_args(argv)

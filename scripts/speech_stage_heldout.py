@@ -33,9 +33,12 @@ def main(argv=None) -> None:
     ap.add_argument("--fits", default="/work/scratch-speech/fits_v1", help="ICT fits per clip (<clip>.npz)")
     ap.add_argument("--out", default="docs/speech_motion/stage_heldout.json")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--prior", default=None, help="a prior's .safetensors (default: the shipped one)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    info = json.loads(weights_path("whisper").with_suffix(".json").read_text())
+    wpath = Path(a.prior) if a.prior else weights_path("whisper")
+    info = json.loads(wpath.with_suffix(".json").read_text())
+    prior = load_speech_motion(path=a.prior) if a.prior else load_speech_motion()
     j = SPEECH_COEFFS.index("jawOpen")
     out = {}
     for clip in info["held_out_clips"]:
@@ -45,11 +48,12 @@ def main(argv=None) -> None:
         z = np.load(Path(a.fits) / f"{clip}.npz")
         names = [str(n) for n in z["expression_names"]]
         s = time.time()
-        stage, mean, scale, rep = fine_tune_prior(rows, z["expression"], names, np.arange(t0, t1), SpeechConfig())
+        stage, mean, scale, rep = fine_tune_prior(rows, z["expression"], names, np.arange(t0, t1), SpeechConfig(),
+                                                 prior=prior)
         sec = time.time() - s
         y = z["expression"][:, coeff_index(names)]
         res = {}
-        for name, net in (("pretrained", load_speech_motion()), ("stage", stage)):
+        for name, net in (("pretrained", prior), ("stage", stage)):
             p, t = predict_rows(net, rows, d, mean, scale)[c:d], y[c:d]
             res[name] = dict(jaw_r=float(np.corrcoef(p[:, j], t[:, j])[0, 1]),
                              jaw_sd_ratio=float(p[:, j].std() / t[:, j].std()), mse=float(((p - t) ** 2).mean()))
@@ -63,7 +67,7 @@ def main(argv=None) -> None:
                           jaw_sd_within_25pct=int((np.abs(sd - 1) <= 0.25).sum()), clips=len(sd),
                           mse_clip_mean=float(np.mean([v["test"][k]["mse"] for v in out.values()])))
     print(json.dumps(summary, indent=1))
-    write_json(a.out, dict(command="python scripts/speech_stage_heldout.py " + " ".join(sys.argv[1:]),
+    write_json(a.out, dict(prior=str(wpath), command="python scripts/speech_stage_heldout.py " + " ".join(sys.argv[1:]),
                            summary=summary, clips=out))
 
 

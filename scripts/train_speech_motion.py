@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from speech_motion_data import identity, speaking_datasets  # noqa: E402
+from speech_motion_data import clip_names, identity, speaking_datasets  # noqa: E402
 
 HELD_OUT = ["macron", "acosta", "feifei_li", "amy_klobuchar", "hdtf_RD_Radio13", "pcavs_downey",
             "latentsync_woman_outdoor_demo1"]
@@ -88,7 +88,7 @@ def load_clips(data: Path, fits: Path, feature: str, coeffs) -> list[Clip]:
     from emogs.model.speech_motion import coeff_index
 
     clips = []
-    for ds in speaking_datasets(data):
+    for ds in speaking_datasets(data, CLIP_NAMES):
         fp = fits / f"{ds.name}.npz"
         if not fp.is_file():
             print(f"  {ds.name}: no fit in {fits}, skipped", flush=True)
@@ -126,7 +126,7 @@ def split(clips: list[Clip], data: Path | None = None):
     them."""
     train = [c for c in clips if c.identity not in HELD_OUT]
     held = [c for c in clips if c.identity in HELD_OUT]
-    ids = [identity(d.name) for d in speaking_datasets(data)] if data is not None else [c.identity for c in clips]
+    ids = [identity(d.name) for d in speaking_datasets(data, CLIP_NAMES)] if data is not None else [c.identity for c in clips]
     return train, held, folds([i for i in ids if i not in HELD_OUT])
 
 
@@ -148,8 +148,13 @@ def feature_stats(clips: list[Clip], row_norm: bool = False) -> tuple[np.ndarray
 def train_model(clips: list[Clip], feature: str, steps: int, seed: int, log=print, batch: int = 32, seq: int = 8,
                 lr: float = 2e-3, cfg_kw: dict | None = None, freq_shift: int = 0, level: float = 0.4,
                 vel_weight: float = 0.5, jaw_weight: float = 3.0, weight_decay: float = 1e-2, callback=None,
-                callback_every: int = 100, geo_weight: float = 0.0, gram: np.ndarray | None = None):
-    """A SpeechMotion trained on `clips` (their `lag` applied). Returns (module, training facts)."""
+                callback_every: int = 100, geo_weight: float = 0.0, gram: np.ndarray | None = None,
+                corr_weight: float = 0.0, noise: float = 0.1, feat_drop: float = 0.1):
+    """A SpeechMotion trained on `clips` (their `lag` applied). Returns (module, training facts).
+    Loss: per-coefficient MSE of the deviation (jawOpen weighted `jaw_weight`) + `vel_weight` x MSE of its
+    frame-to-frame change (+ `geo_weight` x the mouth-geometry error) + `corr_weight` x (1 - Pearson r) of each
+    coefficient over the `seq` frames of a sample (weights as the MSE's). Augmentation of Whisper rows: Gaussian
+    noise of `noise` x the rows' sd, and `feat_drop` of the feature dimensions set to the row mean."""
     import torch
     import torch.nn.functional as F
 
@@ -218,9 +223,9 @@ def train_model(clips: list[Clip], feature: str, steps: int, seed: int, log=prin
             ys.append(dev[fr])
             ms.append(ok[fr])
         w = torch.stack(ws)
-        if feature == "whisper":
-            w = w + 0.1 * raw_sd * torch.randn_like(w)
-        keep = (torch.rand(w.shape[0], 1, 1, w.shape[-1]) > 0.1).float()  # feature-dimension dropout
+        if feature == "whisper" and noise > 0:
+            w = w + noise * raw_sd * torch.randn_like(w)
+        keep = (torch.rand(w.shape[0], 1, 1, w.shape[-1]) > feat_drop).float()  # feature-dimension dropout
         w = w * keep + (1 - keep) * w.mean(-1, keepdim=True)
         y, m = torch.stack(ys), torch.stack(ms).float()[..., None]
         pr = net(w)                                         # (B, T, K)
@@ -229,6 +234,13 @@ def train_model(clips: list[Clip], feature: str, steps: int, seed: int, log=prin
         v = (((pr[:, 1:] - pr[:, :-1]) - (y[:, 1:] - y[:, :-1])) / scale) ** 2 * wk
         mv = m[:, 1:] * m[:, :-1]
         loss = loss + vel_weight * (v * mv).sum() / (mv.sum() * K + 1e-6)
+        if corr_weight > 0:  # 1 - Pearson r over each sample's frames, per coefficient
+            ms_ = m.sum(1, keepdim=True) + 1e-6
+            pc = (pr - (pr * m).sum(1, keepdim=True) / ms_) * m
+            yc = (y - (y * m).sum(1, keepdim=True) / ms_) * m
+            r = (pc * yc).sum(1) / torch.sqrt((pc * pc).sum(1) * (yc * yc).sum(1) + 1e-8)  # (B, K)
+            live = (m.sum(1) >= 3).float()                                                # (B, 1)
+            loss = loss + corr_weight * ((1 - r) * wk * live).sum() / (live.sum() * K + 1e-6)
         if geo_weight > 0:
             d = pr - y
             geo = torch.einsum("btk,kl,btl->bt", d, G, d)[..., None]
@@ -250,7 +262,7 @@ def train_model(clips: list[Clip], feature: str, steps: int, seed: int, log=prin
     return net, {"steps": steps, "seconds": round(time.perf_counter() - t0, 1), "final_loss": round(ema, 5),
                  "batch": batch, "seq": seq, "lr": lr, "freq_shift": freq_shift, "level": level,
                  "vel_weight": vel_weight, "jaw_weight": jaw_weight, "weight_decay": weight_decay,
-                 "geo_weight": geo_weight,
+                 "geo_weight": geo_weight, "corr_weight": corr_weight, "noise": noise, "feat_drop": feat_drop,
                  "params": sum(q.numel() for q in net.parameters())}
 
 
@@ -294,6 +306,7 @@ def mesh_basis_lip():
 
 
 CORRESPONDENCE = None
+CLIP_NAMES = None    # --clips: only these clip names of --data (None: every speaking clip)
 MOUTH_POINTS = None  # MediaPipe landmarks of the geometry loss: lips and the lower face outline
 
 
@@ -473,6 +486,24 @@ def train_kwargs(a, clips) -> dict:
     return kw
 
 
+def train_ensemble(a, clips, seed: int, log, cfg_kw):
+    """`a.ensemble` networks trained on `clips` with seeds seed, seed + 1000, ... merged into one prior
+    (`merge_members`: their average); one network when `a.ensemble` is 1. -> (module, facts)."""
+    from emogs.model.speech_motion import merge_members
+
+    nets, facts = [], []
+    for i in range(max(1, getattr(a, "ensemble", 1))):
+        n, f = train_model(clips, a.feature, a.steps, seed + 1000 * i, log=log, cfg_kw=cfg_kw, **train_kwargs(a, clips))
+        nets.append(n)
+        facts.append(f)
+    if len(nets) == 1:
+        return nets[0], facts[0]
+    out = dict(facts[0], seconds=round(sum(f["seconds"] for f in facts), 1),
+               final_loss=[f["final_loss"] for f in facts], params=sum(f["params"] for f in facts),
+               ensemble=len(nets), ensemble_seeds=[seed + 1000 * i for i in range(len(nets))])
+    return merge_members(nets), out
+
+
 def decide(curve: list[float], held_out: bool) -> tuple[str, int | None]:
     """(decision, lag or None = drop) for a clip's jawOpen-r lag curve over [-MAX_LAG, MAX_LAG]."""
     cur = np.asarray(curve)
@@ -511,6 +542,27 @@ def apply_offsets(clips: list[Clip], path: Path) -> tuple[list[Clip], list[str],
     return keep, dropped, decisions
 
 
+def apply_lags_from(clips: list[Clip], path: Path) -> tuple[list[Clip], list[str], dict]:
+    """The shifts and drops a trained model's JSON (`train_clips[*].lag`, `dropped_clips`) recorded, applied to
+    `clips` (reuses that model's offset measurement instead of measuring again). Held-out clips and clips the
+    JSON does not name stay at lag 0."""
+    info = json.loads(Path(path).read_text())
+    lags = {n: int(v.get("lag", 0)) for n, v in info.get("train_clips", {}).items()}
+    gone = set(info.get("dropped_clips", []))
+    old = info.get("offset_decisions", {})
+    keep, dropped, decisions = [], [], {}
+    for c in clips:
+        if c.name in gone:
+            dropped.append(c.name)
+            decisions[c.name] = f"{old.get(c.name, 'drop')} (from {path})"
+            continue
+        c.lag = 0 if c.identity in HELD_OUT else lags.get(c.name, 0)
+        decisions[c.name] = ("held out: never shifted" if c.identity in HELD_OUT else
+                             f"lag {c.lag} (from {path})" if c.name in lags else "not in the JSON: kept at 0")
+        keep.append(c)
+    return keep, dropped, decisions
+
+
 def cmd_train(a) -> None:
     import torch
 
@@ -531,13 +583,22 @@ def cmd_train(a) -> None:
     clips = load_clips(Path(a.data), Path(a.fits), a.feature, coeffs)
     dropped = []
     off_path = Path(a.offsets) if a.offsets else Path(a.work) / "offsets_mel.json"
-    if off_path.is_file():
+    if a.lags_from:
+        clips, dropped, decisions = apply_lags_from(clips, Path(a.lags_from))
+        off_path = Path(a.lags_from)
+        log(f"lags from {off_path}: shifted {[(c.name, c.lag) for c in clips if c.lag]}, dropped {dropped}")
+    elif off_path.is_file():
         clips, dropped, decisions = apply_offsets(clips, off_path)
         log(f"offsets from {off_path}: shifted {[(c.name, c.lag) for c in clips if c.lag]}, dropped {dropped}")
     else:
         decisions = {}
         log(f"no offsets file {off_path}: every clip at lag 0")
     train, held, fl = split(clips, Path(a.data))
+    excluded = set(clip_names(a.exclude_train) or ())
+    if excluded & {c.name for c in held}:
+        raise SystemExit(f"--exclude-train names held-out clips: {sorted(excluded & {c.name for c in held})}")
+    if excluded:
+        log(f"not trained on (still measured out-of-fold): {sorted(excluded)}")
     lip = mesh_basis_lip()
     # 1. out-of-fold predictions of the training clips -> per-coefficient gain
     oof: dict[str, np.ndarray] = {}
@@ -545,10 +606,9 @@ def cmd_train(a) -> None:
     K = len(coeffs)
     if not a.no_cv:
         for k, f in enumerate(fl):
-            tr = [c for c in train if c.identity not in f]
+            tr = [c for c in train if c.identity not in f and c.name not in excluded]
             log(f"cv fold {k}: {len(tr)} training clips")
-            net, _ = train_model(tr, a.feature, a.steps, a.seed + 10 + k, log=log, cfg_kw=cfg_kw,
-                                 **train_kwargs(a, tr))
+            net, _ = train_ensemble(a, tr, a.seed + 10 + k, log, cfg_kw)
             for c in train:
                 if c.identity in f:
                     oof[c.name] = unit_prediction(net, c)
@@ -569,8 +629,9 @@ def cmd_train(a) -> None:
     else:
         gain, r_oof, cv_summary = np.ones(K), None, None
     # 2. the final model on all training identities, measured on the held-out identities
-    log(f"final: {len(train)} training clips, {len({c.identity for c in train})} people")
-    net, facts = train_model(train, a.feature, a.steps, a.seed, log=log, cfg_kw=cfg_kw, **train_kwargs(a, train))
+    fit_on = [c for c in train if c.name not in excluded]
+    log(f"final: {len(fit_on)} training clips, {len({c.identity for c in fit_on})} people")
+    net, facts = train_ensemble(a, fit_on, a.seed, log, cfg_kw)
     raw = {c.name: measure(net, c, coeffs, lip) for c in held}
     net.gain.copy_(torch.from_numpy(gain.astype(np.float32)))
     rows, preds = {}, {}
@@ -595,10 +656,13 @@ def cmd_train(a) -> None:
     log("held-out r per coeff: " + json.dumps(overall["r_per_coeff"]))
     info = {"name": "speech_motion", "feature": a.feature, "config": net.cfg.to_dict(), "seed": a.seed,
             "training": facts, "script": "scripts/train_speech_motion.py",
-            "command": " ".join(sys.argv), "data": str(a.data), "fits": str(a.fits),
+            "command": " ".join(sys.argv), "data": str(a.data), "fits": str(a.fits), "clips_filter": a.clips,
             "correspondence": a.correspondence, "offsets": str(off_path) if off_path.is_file() else None,
             "held_out_identities": HELD_OUT, "folds": fl,
-            "train_clips": {c.name: {"identity": c.identity, "lag": c.lag, **c.info} for c in train},
+            "train_clips": {c.name: {"identity": c.identity, "lag": c.lag, **c.info} for c in fit_on},
+            "excluded_from_training": {c.name: {"identity": c.identity, "lag": c.lag, **c.info,
+                                                "oof_jaw_r": cv_rows.get(c.name, {}).get("jaw_r")}
+                                       for c in train if c.name in excluded},
             "held_out_clips": [c.name for c in held], "dropped_clips": dropped, "offset_decisions": decisions,
             "offset_rules": {"shift_min_peak": SHIFT_MIN_PEAK, "shift_min_gain": SHIFT_MIN_GAIN,
                              "drop_max_peak": DROP_MAX_PEAK, "max_lag": MAX_LAG},
@@ -730,9 +794,17 @@ def main(argv=None) -> None:
         s.add_argument("--config", default=None, help="JSON of SpeechMotionConfig overrides")
         s.add_argument("--train-config", default=None, help="JSON of train_model keyword arguments")
         s.add_argument("--name", default=None, help="sub-folder of WORK for this run (default: the feature)")
+        s.add_argument("--clips", default=None, help="only these clips of --data: a file of names (one a line) "
+                       "or a comma list (default: every speaking clip there)")
     t = sub.choices["train"]
     t.add_argument("--offsets", default=None, help="offsets JSON (default WORK/offsets_mel.json when present)")
+    t.add_argument("--lags-from", default=None, help="apply the shifts / drops recorded in a trained model's JSON "
+                   "(e.g. the shipped prior's) instead of an offsets file")
     t.add_argument("--no-cv", action="store_true", help="skip the fold models (gain 1)")
+    t.add_argument("--exclude-train", default=None, help="training-identity clips not trained on (fold models and "
+                   "final), still measured out-of-fold: a file of names or a comma list")
+    t.add_argument("--ensemble", type=int, default=1, help="networks trained with different seeds and merged "
+                   "into one prior (their average), for the fold models and the final one")
     t.add_argument("--ship", action="store_true", help="also write emogs/model/weights/speech_motion_<feature>.*")
     f = sub.choices["finetune"]
     f.add_argument("--ft-steps", type=int, default=300)
@@ -744,8 +816,9 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    global CORRESPONDENCE, _NAMES53
+    global CORRESPONDENCE, _NAMES53, CLIP_NAMES
     CORRESPONDENCE = a.correspondence
+    CLIP_NAMES = clip_names(a.clips)
     _NAMES53 = names53(Path(a.fits))
     {"offsets": cmd_offsets, "train": cmd_train, "drive": cmd_drive, "finetune": cmd_finetune}[a.cmd](a)
 

@@ -7,8 +7,8 @@ import torch
 
 from emogs.errors import InputError
 from emogs.model.speech_motion import (FEATURES, PRIOR_FEATURE, SPEECH_COEFFS, SpeechMotion, SpeechMotionConfig, coeff_index,
-                                       expand, fine_tune, load_speech_motion, predict_rows, save_speech_motion,
-                                       smooth_time, weights_path)
+                                       expand, fine_tune, load_speech_motion, merge_members, predict_rows,
+                                       save_speech_motion, smooth_time, weights_path)
 
 
 def tiny(feature="mel", **kw) -> SpeechMotion:
@@ -50,6 +50,34 @@ def test_members_are_averaged_and_person_scale_applies():
     with torch.no_grad():
         torch.testing.assert_close(pn.deviation(w, scale), pn(w) * scale)
         torch.testing.assert_close(pn.deviation(w), pn(w) * pn.ref_scale)
+
+
+def test_merged_members_average_the_nets_and_round_trip(tmp_path):
+    nets = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        n = SpeechMotion(SpeechMotionConfig.for_feature("whisper", width=16, layers=2, members=2))
+        with torch.no_grad():
+            for p in n.parameters():
+                p.normal_(0, 0.2)  # distinct, non-trivial members
+        nets.append(n.eval())
+    m = merge_members(nets)
+    assert m.cfg.members == 6
+    w = torch.randn(7, 2 * m.cfg.half, m.cfg.dim)
+    with torch.no_grad():
+        ref = sum(n(w) for n in nets) / 3
+        assert float((nets[0](w) - ref).abs().max()) > 1e-3  # the nets differ, so the check means something
+        torch.testing.assert_close(m(w), ref, atol=1e-5, rtol=1e-4)
+    save_speech_motion(m, tmp_path / "m.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(load_speech_motion(path=tmp_path / "m.safetensors")(w), ref, atol=1e-5, rtol=1e-4)
+    other = SpeechMotion(SpeechMotionConfig.for_feature("whisper", width=16, layers=3, members=2))
+    with pytest.raises(ValueError, match="configs differ"):
+        merge_members([nets[0], other])
+    shifted = SpeechMotion(nets[0].cfg)
+    shifted.feat_mean.fill_(1.0)
+    with pytest.raises(ValueError, match="feat_mean"):
+        merge_members([nets[0], shifted])
 
 
 def test_predict_rows_chunks_lag_and_smoothing():

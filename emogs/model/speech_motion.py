@@ -155,6 +155,32 @@ class SpeechMotion(nn.Module):
         return (mean + dev).clamp(0.0, 1.0)
 
 
+def merge_members(nets: list["SpeechMotion"]) -> "SpeechMotion":
+    """One SpeechMotion whose members are all the members of `nets` (independently trained networks of one
+    config and the same input statistics, e.g. different seeds), so its output is their average: an ensemble
+    that loads, fine-tunes and runs like any prior. Gains and statistics are taken from the first net."""
+    base = nets[0]
+    for n in nets[1:]:
+        if {**n.cfg.to_dict(), "members": 0} != {**base.cfg.to_dict(), "members": 0}:
+            raise ValueError("merge_members: the nets' configs differ")
+        for b in ("feat_mean", "feat_std", "ref_scale"):
+            if not torch.equal(getattr(n, b), getattr(base, b)):
+                raise ValueError(f"merge_members: the nets' {b} differ (trained on other data)")
+    cfg = SpeechMotionConfig.from_dict({**base.cfg.to_dict(), "members": sum(n.cfg.members for n in nets)})
+    out = SpeechMotion(cfg)
+    states = [n.state_dict() for n in nets]
+    merged = {}
+    for k, v in out.state_dict().items():
+        if k in ("feat_mean", "feat_std", "gain", "ref_scale"):
+            merged[k] = states[0][k].clone()
+        else:  # every parameter is member-major along its first dimension (grouped convolutions, group norms)
+            merged[k] = torch.cat([s[k] for s in states], 0)
+        if merged[k].shape != v.shape:
+            raise ValueError(f"merge_members: {k} {tuple(merged[k].shape)} != {tuple(v.shape)}")
+    out.load_state_dict(merged)
+    return out.eval()
+
+
 def smooth_time(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing of (F, K) along time (frames), edges held."""
     if sigma <= 0 or len(x) < 2:
