@@ -186,9 +186,10 @@ def add_field_region_errors(res, folder, video: Path, root: Path, span: tuple[in
     psnrs = []
 
     def measured(it):
+        from emogs.eval.image import psnr_np
+
         for f, g in it:
-            d = (f.astype(np.float32) - g.astype(np.float32)) / 255
-            psnrs.append(float(-10 * np.log10(max(float((d ** 2).mean()), 1e-10))))
+            psnrs.append(psnr_np(f, g))
             yield f, g
 
     pairs = measured(zip(frames, gts))
