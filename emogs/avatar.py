@@ -385,11 +385,10 @@ class Avatar:
             log(plan.summary())
         else:  # the table shows what the model receives: the plan clamped to the training range
             sent = self.clamp_to_training(plan.au, warn=lambda m: log(f"warning: {m}"))
-            what = None
-            if self.is_mesh:
-                mode = getattr(self.model.cfg, "residual_beyond", "hold")
-                what = ("AUs sent to the learned residual (" + ("faded out" if mode == "fade" else "clamped")
-                        + " beyond the training range; the face mesh gets the requested values)")
+            what = None  # "hold": the table's own wording (clamped to the training range)
+            if self.is_mesh and getattr(self.model.cfg, "residual_beyond", "hold") == "fade":
+                what = ("AUs sent to the learned residual (faded out beyond the training range; the face mesh "
+                        "gets the requested values)")
             log(plan.summary(sent=sent, sent_what=what))
         if self.drive is not None:
             log("  AU drive of the face mesh: person-calibrated gains (RUN/au_drive.json): "

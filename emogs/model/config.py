@@ -70,9 +70,10 @@ class ModelConfig:
     # Mesh-rigged heads (mesh, emotag) at render time: the learned residual's AU input for a request beyond the
     # training clip's range (+ emogs.avatar.CLAMP_MARGIN; the mesh always gets the request as asked). "fade": it
     # goes back to the default expression's value over `residual_fade` of further request, so far beyond the clip
-    # the mesh alone moves the face (emogs.avatar.residual_aus); "hold": clamped at the range's edge (until
-    # session 5). Free heads always clamp (they have no mesh to carry the rest).
-    residual_beyond: str = "fade"
+    # the mesh alone moves the face (emogs.avatar.residual_aus); "hold" (default): clamped at the range's edge.
+    # "fade" measured within noise of "hold" on one head (docs/control_proof.md, session 5: lip shift -0.05 px,
+    # AU09 +0.34 -> +0.30), so it stays opt-in. Free heads always clamp (they have no mesh to carry the rest).
+    residual_beyond: str = "hold"
     residual_fade: float = 0.3
 
     def flags(self) -> dict[str, bool]:
