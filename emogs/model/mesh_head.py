@@ -212,3 +212,51 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
         g.parent.copy_(tparent)
         g.parent_scale.copy_(torch.as_tensor(k_par, dtype=torch.float32))
     return g
+
+
+# -- eyelid re-binding (issue 13) -----------------------------------------------------------------------
+def quat_conj(q: torch.Tensor) -> torch.Tensor:
+    return q * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=q.dtype, device=q.device)
+
+
+def rebind(model: "MeshHead", idx: torch.Tensor, new_parent: torch.Tensor) -> None:
+    """Move Gaussians `idx` to parent triangles `new_parent`, re-expressing their local position, rotation and
+    scale in the new triangle's frame at the default face, so the head without network residuals
+    (`canonical_gaussians`) is unchanged at the default face; the network's residuals (local units) are then
+    read in the new frame (a small change: they are offsets of a few local units at most). In place."""
+    g = model.gaussians
+    if not len(idx):
+        return
+    with torch.no_grad():
+        v = model.mesh_vertices(model.expr_mean[None])[0]
+        c, R, k = triangle_frames(v, model.mesh_triangles)
+        old, new = g.parent[idx], new_parent.to(g.parent)
+        world = to_world(g.means[idx], old, c, R, k)
+        q_old = g.quats[idx]
+        norm = q_old.norm(dim=-1, keepdim=True)
+        q_world = quat_mul(rotmat_to_quat(R[old]), F.normalize(q_old, dim=-1))
+        q_new = quat_mul(quat_conj(rotmat_to_quat(R[new])), q_world)
+        g.means[idx] = to_local(world, new, c, R, k)
+        g.quats[idx] = F.normalize(q_new, dim=-1) * norm  # the same norm: an additive dquat keeps its weight
+        g.log_scales[idx] = g.log_scales[idx] + (k[old] / k[new]).log()[:, None]
+        g.parent[idx] = new
+        g.parent_scale[idx] = k[new]
+
+
+def eyelid_rebind(model: "MeshHead", regions: dict, margin: float, out_tol: float = 0.05) -> int:
+    """Re-bind the eyeball-bound Gaussians that belong to the lid (`emogs.model.eyelid.lid_margin_mask` at the
+    default face: within `margin` cm of a lid triangle, or more than `out_tol` cm in front of their eyeball
+    triangle) to the nearest lid triangle. Returns how many moved."""
+    from emogs.model.eyelid import lid_margin_mask
+
+    with torch.no_grad():
+        g = model.gaussians
+        v = model.mesh_vertices(model.expr_mean[None])[0]
+        c, R, k = triangle_frames(v, model.mesh_triangles)
+        world = to_world(g.means, g.parent, c, R, k).cpu().numpy().astype(np.float64)
+        normal = (g.means[:, 2] * k[g.parent]).cpu().numpy()  # cm in front of the parent triangle
+        mask, newp = lid_margin_mask(world, g.parent.cpu().numpy(), v.cpu().numpy().astype(np.float64),
+                                     model.mesh_triangles.cpu().numpy(), regions, margin, normal, out_tol)
+        idx = np.nonzero(mask)[0]
+        rebind(model, torch.as_tensor(idx, device=g.parent.device), torch.as_tensor(newp[idx], device=g.parent.device))
+    return int(len(idx))

@@ -13,6 +13,8 @@ format is handled here, and only here.
 - The expert losses L_sync and L_AU (`loss.sync`, `loss.au`) came after the first runs: a run whose config
   lacks them was trained without them and reads them as 0 (`LEGACY_LOSS_DEFAULTS`); runs from before
   `loss.expert_appearance` let the experts change colours and opacities, and read it as true.
+- The eyelid re-binding of mesh heads (`densify.eyelid_margin`, issue 13) came later: runs whose config lacks it
+  read it as 0 (off), so resuming them trains as before.
 - Runs without `train_cameras.npz` read the training cameras from the dataset they were trained on.
 """
 from __future__ import annotations
@@ -30,6 +32,8 @@ REMOVED_MODEL_KEYS = ("pose_dim", "pose_in_deform")
 RAAR_VARIANTS = ("au_szpab", "full")
 # loss settings added after the first runs -> the value that reproduces those runs
 LEGACY_LOSS_DEFAULTS = {"sync": 0.0, "au": 0.0, "expert_appearance": True}
+# densification settings added after the first runs -> the value that reproduces those runs
+LEGACY_DENSIFY_DEFAULTS = {"eyelid_margin": 0.0}
 
 
 def migrate_config(d: dict[str, Any], format_version: int, where: str = "config.json") -> dict[str, Any]:
@@ -56,6 +60,10 @@ def migrate_config(d: dict[str, Any], format_version: int, where: str = "config.
             loss["raar"] = 0.0  # format 1 applied RAAR by variant, whatever the weight said
         for k, v in LEGACY_LOSS_DEFAULTS.items():
             loss.setdefault(k, v)
+    dens = d.get("densify")
+    if isinstance(dens, dict):
+        for k, v in LEGACY_DENSIFY_DEFAULTS.items():
+            dens.setdefault(k, v)
     return d
 
 

@@ -63,6 +63,11 @@ class DensifyConfig:
     max_scale: float = 0.1  # prune if max scale > max_scale * extent
     max_gaussians: int = 200_000
     max_grow: float = 0.05  # at most this fraction of N added per densification step (strongest grads)
+    # mesh heads (issue 13): at initialisation and after every densification step, Gaussians bound to an eyeball
+    # triangle that lie within this many cm of an eyelid triangle, or outside the eyeball, are re-bound to the
+    # nearest eyelid triangle (render unchanged at the default face), so the lash line follows the lids.
+    # 0 = off (runs from before it: emogs.run.migrate)
+    eyelid_margin: float = 0.15
 
 
 @dataclass
@@ -223,6 +228,7 @@ def validate(cfg: TrainConfig) -> None:
               ("num_init_views", cfg.num_init_views, cfg.num_init_views >= 1),
               ("num_vote_views", cfg.num_vote_views, cfg.num_vote_views >= 1),
               ("densify.every", d.every, d.every >= 1), ("densify.max_gaussians", d.max_gaussians, d.max_gaussians >= 1),
+              ("densify.eyelid_margin", d.eyelid_margin, d.eyelid_margin >= 0),
               ("model.num_face", m.num_face, m.num_face >= 1), ("model.num_shell", m.num_shell, m.num_shell >= 0),
               ("model.num_mouth", m.num_mouth, m.num_mouth >= 0), ("model.heads", m.heads, m.heads >= 1),
               ("model.token_dim", m.token_dim, m.token_dim >= 1 and m.token_dim % max(m.heads, 1) == 0),

@@ -151,8 +151,38 @@ def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
                             m.num_mouth, cfg.seed)
     model = MeshHead(m, g, torch.as_tensor(neutral), torch.as_tensor(basis), torch.as_tensor(pm["triangles"]),
                      torch.as_tensor(expr_mean))
+    if cfg.densify.eyelid_margin > 0:  # lash-line samples on the eyeballs go to the lids (issue 13)
+        from emogs.model.mesh_head import eyelid_rebind
+
+        eyelid_rebind(model, regions, cfg.densify.eyelid_margin)
     model.au_mean.copy_(bank.au_window[:, bank.au_window.shape[1] // 2].float().mean(0).cpu())
     return model
+
+
+def eyelid_step(model: TalkingHead, opt: torch.optim.Optimizer, cfg: TrainConfig, ds) -> int:
+    """Mesh heads with `densify.eyelid_margin` > 0: re-bind eyeball-bound Gaussians at the lid margin to the
+    lids (`emogs.model.mesh_head.eyelid_rebind`), their Adam moments reset (they were in the old triangle's
+    frame). Returns how many moved (0 for other heads)."""
+    from emogs.model.mesh_head import MeshHead, eyelid_rebind
+
+    if cfg.densify.eyelid_margin <= 0 or not isinstance(model, MeshHead) or getattr(ds, "root", None) is None:
+        return 0
+    regions = getattr(model, "_eyelid_regions", None)
+    if regions is None:
+        pm = person_mesh(Path(ds.root))
+        regions = {str(n): (int(a), int(b)) for n, (a, b) in zip(pm["region_names"], pm["region_triangles"])}
+        model._eyelid_regions = regions
+    g = model.gaussians
+    before = g.parent.clone()
+    n = eyelid_rebind(model, regions, cfg.densify.eyelid_margin)
+    if n:
+        rows = (g.parent != before).nonzero()[:, 0]
+        for name in ("means", "quats", "log_scales"):
+            st = opt.state.get(getattr(g, name), {})
+            for k in ("exp_avg", "exp_avg_sq"):
+                if k in st:
+                    st[k][rows] = 0
+    return n
 
 
 def add_auxiliary_loss(model: TalkingHead, batch: dict, loss: torch.Tensor, terms: dict) -> tuple[torch.Tensor, dict]:
@@ -390,8 +420,9 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
                 fit_time_budget(it)
             if dcfg.start < it <= dcfg.stop and it % dcfg.every == 0:
                 info = densify_and_prune(model.gaussians, opt, stats, dcfg, extent, gen)
+                rb = eyelid_step(model, opt, cfg, train_ds)
                 log(f"[train] it {it} densify: +{info['clone']} clone, {info['split']} split, "
-                    f"-{info['prune']} pruned -> {info['total']}")
+                    f"-{info['prune']} pruned -> {info['total']}" + (f", {rb} re-bound to the eyelids" if rb else ""))
             if it % cfg.log_every == 0 or it == stop:
                 now = time.time()
                 ips = (it - it_last) / max(now - t_last, 1e-9)
