@@ -3,7 +3,7 @@
 Two probes (CPU, one thread; docs/control_proof.md "Session 5" has the numbers):
 
     python scripts/au_judge_probe.py mead DATASET [--emotion-dir ../shared/data/emotion] [-o out.json]
-    python scripts/au_judge_probe.py follow RUN --dataset DATASET [-o out.json]
+    python scripts/au_judge_probe.py follow RUN --dataset DATASET [--visible] [-o out.json]
     python scripts/au_judge_probe.py head RUN --dataset DATASET --audio WAV [--aus AU01,AU02] [--variants ...]
                                      [--frames 30,45,60] [--size 512] [-o out.json] [--png sheet.png]
 
@@ -15,7 +15,8 @@ judge see a real expression's geometry on this face at all?
 
 `follow`: do the Gaussians a render shows at an AU's landmarks move with the mesh? For each AU at 1.0 from the
 default face (the AU table's drive, mesh only, first training camera), the Gaussians within 3 px (projected) and
-1 cm (depth) of the AU's landmarks with opacity > 0.3, and the share of the landmarks' projected motion they make
+1 cm (depth) of the AU's landmarks with opacity > 0.3 (`--visible`: and not hidden behind the lid or eyeball
+triangles at the default face, a z-buffer test), and the share of the landmarks' projected motion they make
 (opacity-weighted), per parent region of the ICT mesh.
 
 `head`: renders a few frames of a trained mesh head on the CPU for the plain controls and for each AU at 1.0
@@ -48,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 LIPS = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375, 78, 191, 80, 81,
         82, 13, 312, 311, 310, 415, 308, 95, 88, 178, 87, 14, 317, 402, 318, 324]
 GROUPS = {"AU01": [107, 336, 55, 285], "AU02": [70, 300, 46, 276], "AU04": [107, 336, 55, 285], "AU05": [159, 386],
-          "AU06": [117, 118, 119, 346, 347, 348], "AU07": [145, 374], "AU12": [61, 291], "AU15": [61, 291]}
+          "AU06": [117, 118, 119, 346, 347, 348], "AU07": [145, 374], "AU12": [61, 291], "AU15": [61, 291],
+          "AU45": [159, 386]}
 CH = {"AU01": ["browInnerUp"], "AU02": ["browOuterUpLeft", "browOuterUpRight"], "AU04": ["browDownLeft", "browDownRight"],
       "AU05": ["eyeWideLeft", "eyeWideRight"], "AU15": ["mouthFrownLeft", "mouthFrownRight"]}
 
@@ -151,6 +153,18 @@ def cmd_follow(a) -> dict:
         c, R, k = triangle_frames(v, model.mesh_triangles)
         return cam(to_world(g.means, g.parent, c, R, k).detach().numpy())
 
+    seen = np.ones(len(par), bool)
+    if a.visible:  # only what the camera sees: not behind the lids or the eyeballs (z-buffer of those triangles)
+        from emogs.model.eyelid import eye_occluders, visible
+        from emogs.train.loop import person_mesh
+
+        pm = person_mesh(Path(a.dataset))
+        regs = {str(n): (int(x), int(y)) for n, (x, y) in zip(pm["region_names"], pm["region_triangles"])}
+        with torch.no_grad():
+            vv = model.mesh_vertices(model.expr_mean[None])[0]
+            wc = to_world(g.means, g.parent, *triangle_frames(vv, model.mesh_triangles)).numpy().astype(np.float64)
+        vn, tn = vv.numpy().astype(np.float64), model.mesh_triangles.numpy()
+        seen = visible(wc, vn, tn, eye_occluders(vn, tn, regs), K, w2c, int(info.get("size", 512)))
     M = drive_matrix(info["expression_names"], AU_NAMES, calibrated=True)
     e0, d = model.expr_mean.numpy().astype(np.float64), np.asarray(info["au_mean"], np.float64)
     c0 = gauss(e0)
@@ -164,7 +178,7 @@ def cmd_follow(a) -> dict:
         dl = (l1 - l0)[idx]
         dd = np.linalg.norm(g0[:, None] - l0[idx][None], axis=-1)
         k = dd.argmin(1)
-        near = (dd.min(1) < 3.0) & (op > 0.3) & (np.abs(c0[:, 2] - l0c[idx][k, 2]) < 1.0)
+        near = (dd.min(1) < 3.0) & (op > 0.3) & (np.abs(c0[:, 2] - l0c[idx][k, 2]) < 1.0) & seen
         ratio = ((g1 - g0)[near] * dl[k[near]]).sum(-1) / (np.linalg.norm(dl[k[near]], axis=-1) ** 2 + 1e-9)
         w, regs = op[near], region[par[near]]
         row = dict(landmark_motion_px=float(np.linalg.norm(dl, axis=-1).mean()), gaussians=int(near.sum()),
@@ -293,6 +307,7 @@ def main() -> None:
     p = sub.add_parser("follow")
     p.add_argument("run")
     p.add_argument("--dataset", required=True)
+    p.add_argument("--visible", action="store_true", help="count only Gaussians the camera sees (not behind the lids)")
     p.add_argument("-o", "--out", default=None)
     p = sub.add_parser("head")
     p.add_argument("run")

@@ -121,3 +121,21 @@ def test_old_runs_keep_their_binding_and_new_runs_rebind():
     d = cfgio.to_dict(new)
     d["densify"].pop("eyelid_margin")
     assert config_from_run(migrate_config(d, 2)).densify.eyelid_margin == 0.0
+
+
+def test_the_eyeball_under_the_lid_stays_on_the_eyeball_when_a_camera_is_given():
+    """What the lid hides is the eyeball a lid raise uncovers: with a camera, only what it sees at the margin moves."""
+    verts, tris, regions, _ = _eye_head()
+    margin_t = _eyeball_tri(regions, (verts, tris), 0.22, 0.3)
+    hidden_t = _eyeball_tri(regions, (verts, tris), 0.45, 0.8)  # under the lid (1 mm behind it)
+    parents = np.concatenate([margin_t[:6], hidden_t[:6]])
+    m, _ = _head(parents, np.zeros((len(parents), 3)))
+    w2c = np.diag([1.0, -1.0, -1.0, 1.0])
+    w2c[2, 3] = 50.0  # camera at z = 50 looking down -z (OpenCV axes)
+    K = np.array([[2000.0, 0, 256], [0, 2000.0, 256], [0, 0, 1]])
+    eye = lambda p: (p >= regions["eyeball_left"][0]) & (p < regions["eyeball_left"][1])
+    assert eyelid_rebind(m, regions, margin=0.15, camera=(K, w2c, 512)) == 6
+    par = m.gaussians.parent.numpy()
+    assert not eye(par[:6]).any() and eye(par[6:]).all()
+    m2, _ = _head(parents, np.zeros((len(parents), 3)))
+    assert eyelid_rebind(m2, regions, margin=0.15) > 6  # without a camera the hidden ones go too

@@ -38,6 +38,44 @@ def test_mesh_run_folder_and_its_model(mesh_run):
     assert m["full"]["psnr"] > 15
 
 
+def test_no_gaussian_at_the_lid_margin_is_bound_to_an_eyeball(mesh_run, may_dataset):
+    """Issue 13: the lash line must ride the lids; the run re-binds eyeball-bound Gaussians within
+    densify.eyelid_margin of a lid that the training camera sees (at init and at every densification step).
+    Without it ~25-30 % of them are there."""
+    from emogs.model.eyelid import lid_margin_mask
+    from emogs.model.binding import to_world, triangle_frames
+    from emogs.run import open_run
+    from emogs.train.loop import person_mesh
+
+    r = open_run(mesh_run)
+    _, model = r.load_model()
+    margin = r.config_dict()["densify"]["eyelid_margin"]
+    assert margin > 0
+    pm = person_mesh(may_dataset)
+    regions = {str(n): (int(a), int(b)) for n, (a, b) in zip(pm["region_names"], pm["region_triangles"])}
+    g = model.gaussians
+    with __import__("torch").no_grad():
+        v = model.mesh_vertices(model.expr_mean[None])[0]
+        c, R, k = triangle_frames(v, model.mesh_triangles)
+        world = to_world(g.means, g.parent, c, R, k).numpy()
+    par = g.parent.numpy()
+    eye = np.zeros(len(par), bool)
+    for n in ("eyeball_left", "eyeball_right"):
+        eye |= (par >= regions[n][0]) & (par < regions[n][1])
+    from emogs.model.eyelid import eye_occluders, visible
+
+    w2c = r.train_cameras().astype(np.float64)  # the re-binding's camera: the one nearest the median centre
+    cen = -np.einsum("fji,fj->fi", w2c[:, :3, :3], w2c[:, :3, 3])
+    i = int(np.linalg.norm(cen - np.median(cen, 0), axis=1).argmin())
+    K = np.asarray(r.dataset_info()["K"], np.float64).copy()
+    K[:2] *= 512 / json.loads((may_dataset / "manifest.json").read_text())["size"]
+    vn, tn = v.numpy().astype(np.float64), model.mesh_triangles.numpy()
+    seen = visible(world, vn, tn, eye_occluders(vn, tn, regions), K, w2c[i], 512)
+    mask, _ = lid_margin_mask(world, par, vn, tn, regions, margin * 0.8, seen=seen)
+    assert eye.sum() > 20  # the eyeballs keep their opening
+    assert mask.sum() <= 0.03 * eye.sum(), (int(mask.sum()), int(eye.sum()))
+
+
 def _upper_lower_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     d = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(-1).mean(0)  # (H, W)
     H = d.shape[0]

@@ -31,6 +31,9 @@ class ModelConfig:
     num_face: int = 6000
     num_shell: int = 4000
     num_mouth: int = 800
+    # mesh heads' eyeball samples at initialisation (issue 13): "front" = the front caps only, the part the lids hide
+    # coloured as the visible sclera; "sphere" = the whole eyeballs (runs from before it: emogs.run.migrate)
+    eyeball_init: str = "front"
     # data-dependent sizes (filled from the dataset at training start)
     audio_feature: str = "mel"  # mel | whisper
     audio_dim: int = 80

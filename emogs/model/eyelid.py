@@ -91,44 +91,61 @@ def covered(points: np.ndarray, cam_centres: np.ndarray, verts: np.ndarray, tris
     return out
 
 
-def point_triangle_distance(p: np.ndarray, tri: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest triangle (m, 3, 3) to each point (n, 3): (index (n,), distance (n,)) by exact point-to-triangle
-    distance (the closest point on the triangle, its edges or corners)."""
-    idx, dist = np.zeros(len(p), np.int64), np.zeros(len(p))
-    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+def _pt_tri_d2(x: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Squared distance from points x (..., 3) to triangles (a, b, c) (..., 3), broadcast: the closest point on
+    the triangle, its edges or its corners."""
     ab, ac = b - a, c - a
     n = np.cross(ab, ac)
     nn = np.maximum((n ** 2).sum(-1), 1e-20)
+    proj = x - (((x - a) * n).sum(-1) / nn)[..., None] * n
+    wp = proj - a
+    d00, d01, d11 = (ab * ab).sum(-1), (ab * ac).sum(-1), (ac * ac).sum(-1)
+    d20, d21 = (wp * ab).sum(-1), (wp * ac).sum(-1)
+    den = np.maximum(d00 * d11 - d01 * d01, 1e-20)
+    v = (d11 * d20 - d01 * d21) / den
+    u = (d00 * d21 - d01 * d20) / den
+    d2 = np.where((v >= 0) & (u >= 0) & (u + v <= 1), ((x - proj) ** 2).sum(-1), np.inf)
 
-    def seg(x, s0, s1):  # distance^2 from x (c, 1, 3) to segments s0 -> s1 (m, 3)
+    def seg(s0, s1):
         d = s1 - s0
         t = np.clip(((x - s0) * d).sum(-1) / np.maximum((d ** 2).sum(-1), 1e-20), 0, 1)
         return ((x - (s0 + t[..., None] * d)) ** 2).sum(-1)
 
+    return np.minimum(d2, np.minimum(seg(a, b), np.minimum(seg(b, c), seg(a, c))))
+
+
+def point_triangle_distance(p: np.ndarray, tri: np.ndarray, nearest: int = 24, chunk: int = 4096
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest triangle (m, 3, 3) to each point (n, 3): (index (n,), distance (n,)) by exact point-to-triangle
+    distance over the `nearest` triangles with the closest centroids (all of them when m <= nearest)."""
+    import torch
+
+    p, tri = np.asarray(p, np.float64), np.asarray(tri, np.float64)
+    idx, dist = np.zeros(len(p), np.int64), np.zeros(len(p))
+    if not len(p) or not len(tri):
+        return idx, np.full(len(p), np.inf)
+    cen = torch.as_tensor(tri.mean(1))
+    kk = min(nearest, len(tri))
     for i in range(0, len(p), chunk):
-        x = p[i:i + chunk, None]
-        w = x - a  # barycentric of the projection onto the plane
-        proj = x - ((w * n).sum(-1) / nn)[..., None] * n
-        wp = proj - a
-        d00, d01, d11 = (ab * ab).sum(-1), (ab * ac).sum(-1), (ac * ac).sum(-1)
-        d20, d21 = (wp * ab).sum(-1), (wp * ac).sum(-1)
-        den = np.maximum(d00 * d11 - d01 * d01, 1e-20)
-        v = (d11 * d20 - d01 * d21) / den
-        u = (d00 * d21 - d01 * d20) / den
-        inside = (v >= 0) & (u >= 0) & (u + v <= 1)
-        d2 = np.where(inside, ((x - proj) ** 2).sum(-1), np.inf)
-        d2 = np.minimum(d2, np.minimum(seg(x, a, b), np.minimum(seg(x, b, c), seg(x, a, c))))
-        idx[i:i + chunk] = d2.argmin(1)
-        dist[i:i + chunk] = np.sqrt(d2.min(1))
+        x = p[i:i + chunk]
+        cand = torch.cdist(torch.as_tensor(x), cen).topk(kk, largest=False).indices.numpy()  # (c, kk)
+        t = tri[cand]  # (c, kk, 3, 3)
+        d2 = _pt_tri_d2(x[:, None], t[..., 0, :], t[..., 1, :], t[..., 2, :])
+        j = d2.argmin(1)
+        idx[i:i + chunk] = cand[np.arange(len(x)), j]
+        dist[i:i + chunk] = np.sqrt(d2[np.arange(len(x)), j])
     return idx, dist
 
 
 def lid_margin_mask(points: np.ndarray, parent: np.ndarray, verts: np.ndarray, tris: np.ndarray, regions: dict,
                     margin: float, normal_offset: np.ndarray | None = None, out_tol: float = 0.05,
-                    cam_centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    cam_centres: np.ndarray | None = None, seen: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Eyeball-bound points (world, at the posed mesh `verts`) that belong to the lid: within `margin` cm of a lid
     triangle, more than `out_tol` cm in front of their parent triangle (`normal_offset`, world cm along its normal:
-    floating where the lid is), or (with `cam_centres`) hidden by the lid from every camera centre.
+    floating where the lid is), or (with `cam_centres`) hidden by the lid from every camera centre. With `seen`
+    (n,) bool (`visible`), the margin test applies only to points a camera sees: hidden eyeball under the lid
+    stays on the eyeball, to show when the lid rises.
     -> (mask (n,), nearest lid triangle (n,) or -1 where not masked)."""
     points, parent = np.asarray(points, np.float64), np.asarray(parent)
     tris = np.asarray(tris)
@@ -143,13 +160,53 @@ def lid_margin_mask(points: np.ndarray, parent: np.ndarray, verts: np.ndarray, t
     ids = np.nonzero(on_eye)[0]
     if not len(ids):
         return mask, new
+    import torch
+
     tri = np.asarray(verts, np.float64)[tris[lid]]
-    k, d = point_triangle_distance(points[ids], tri)
-    m = d < margin
+    cen = tri.mean(1)
+    rmax = float(np.linalg.norm(tri - cen[:, None], axis=-1).max())
+    dc = torch.cdist(torch.as_tensor(points[ids]), torch.as_tensor(cen)).min(1).values.numpy()
+    m = dc < margin + rmax  # a lower bound on the distance to the triangles: the exact test only where it can pass
+    near = np.nonzero(m)[0]
+    k = np.full(len(ids), -1, np.int64)
+    k[near], d = point_triangle_distance(points[ids[near]], tri)
+    m[near] = d < margin
+    if seen is not None:
+        m &= np.asarray(seen, bool)[ids]
     if normal_offset is not None:
         m |= np.asarray(normal_offset, np.float64)[ids] > out_tol
     if cam_centres is not None:
         m |= covered(points[ids], cam_centres, verts, tris, lid)
+    need = np.nonzero(m & (k < 0))[0]  # masked for another reason, far from the margin: find their lid triangle
+    if len(need):
+        k[need] = point_triangle_distance(points[ids[need]], tri)[0]
     mask[ids] = m
     new[ids[m]] = lid[k[m]]
     return mask, new
+
+
+def visible(points: np.ndarray, verts: np.ndarray, tris: np.ndarray, occluders: np.ndarray, K: np.ndarray,
+            world_to_cam: np.ndarray, size: int, eps: float = 0.03) -> np.ndarray:
+    """(n,) whether each point is in front of (within `eps` cm of) the nearest of the `occluders` triangles at its
+    pixel, seen by one camera (K of a `size` x `size` image): a z-buffer test (`emogs.synth.raster`)."""
+    from emogs.synth import raster
+
+    R, t = np.asarray(world_to_cam, np.float64)[:3, :3], np.asarray(world_to_cam, np.float64)[:3, 3]
+    cam = (np.asarray(verts, np.float64) @ R.T + t).astype(np.float32)
+    scr = raster.project(cam, np.asarray(K, np.float32))
+    frag = raster.rasterize(scr, np.asarray(tris)[occluders], size, size)
+    zbuf = np.full(size * size, np.inf, np.float32)
+    np.minimum.at(zbuf, frag.pix, frag.depth)
+    p = raster.project((np.asarray(points, np.float64) @ R.T + t).astype(np.float32), np.asarray(K, np.float32))
+    x, y = np.floor(p[:, 0]).astype(np.int64), np.floor(p[:, 1]).astype(np.int64)
+    inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
+    out = np.ones(len(p), bool)
+    pix = np.clip(y, 0, size - 1) * size + np.clip(x, 0, size - 1)
+    out[inside] = p[inside, 2] <= zbuf[pix[inside]] + eps
+    return out
+
+
+def eye_occluders(verts: np.ndarray, tris: np.ndarray, regions: dict) -> np.ndarray:
+    """The triangles that can hide an eyeball point: the lid triangles and the eyeballs themselves."""
+    sp = eye_spheres(verts, tris, regions)
+    return np.concatenate([lid_triangles(verts, tris, regions, sp)] + [s[3] for s in sp])

@@ -138,7 +138,7 @@ def _nearest_triangle(points: np.ndarray, centroids: np.ndarray, candidates: np.
 def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.ndarray,
                         regions: dict[str, tuple[int, int]], expr_mean: np.ndarray, init_views: list,
                         init_expr: np.ndarray, vote_views: list, vote_expr: np.ndarray, num_face: int,
-                        num_shell: int, num_mouth: int, seed: int = 0) -> GaussianSet:
+                        num_shell: int, num_mouth: int, seed: int = 0, eyeball_init: str = "sphere") -> GaussianSet:
     """Bound Gaussians for a MeshHead from the person's mesh and a few frames (pure arrays in).
 
     - surface: area-weighted samples on the face (FACE_DENSITY times denser), head/neck and eyeball
@@ -149,7 +149,11 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
       that view's posed mesh, so it keeps its offset from the scalp as the head moves;
     - zones by a majority vote of the vote views' label maps and colours from the init views, each view
       seeing the Gaussians on its own posed mesh (its tracked expression);
-    - isotropic scales from the nearest-neighbour distance, in parent-triangle units.
+    - isotropic scales from the nearest-neighbour distance, in parent-triangle units;
+    - `eyeball_init` "sphere": the eyeball samples over the whole eyeballs; "front" (issue 13): only on the front
+      cap (within 75 degrees of the direction to the init views' cameras), and those the lids hide in the first
+      init view take the colour of the visible sclera (the brighter half of the visible eyeball samples), so a
+      lid raise uncovers eyeball rather than the lid's skin colour sampled through it.
     `regions` maps region name -> (first triangle, end triangle) of `triangles`; views are
     `emogs.model.gaussians.View`s with cameras in the mesh's frame, `*_expr` their expressions (n, E)."""
     from emogs.model.gaussians import _logit, nn_scale, sample_colors, shell_points, vote_zones
@@ -171,7 +175,20 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
     face_t, head_t = tri_of(["face"]), tri_of(["head_neck"])
     p_face, x_face = _area_sample(vc, tris, np.concatenate([face_t, head_t]), num_face - n_eye, rng,
                                   np.concatenate([np.full(len(face_t), FACE_DENSITY), np.ones(len(head_t))]))
-    p_eye, x_eye = _area_sample(vc, tris, tri_of(["eyeball_left", "eyeball_right"]), n_eye, rng)
+    eye_t = tri_of(["eyeball_left", "eyeball_right"])
+    if eyeball_init == "front" and len(eye_t) and init_views:
+        from emogs.model.eyelid import eye_spheres
+
+        cams = np.stack([-v.world_to_cam[:3, :3].T @ v.world_to_cam[:3, 3] for v in init_views]).mean(0)
+        keep = []
+        for _, ctr, _, tid in eye_spheres(vc, tris, regions):
+            d, to = vc[tris[tid]].mean(1) - ctr, cams - ctr
+            cosang = d @ to / np.maximum(np.linalg.norm(d, axis=1) * np.linalg.norm(to), 1e-12)
+            keep.append(tid[cosang > np.cos(np.radians(75.0))])
+        eye_t = np.concatenate(keep) if keep else eye_t
+    elif eyeball_init not in ("sphere", "front"):
+        raise ValueError(f"eyeball_init must be 'sphere' or 'front', got {eyeball_init!r}")
+    p_eye, x_eye = _area_sample(vc, tris, eye_t, n_eye, rng)
     p_mouth, x_mouth = _area_sample(vc, tris, tri_of(["mouth_socket", "gums_tongue", "teeth"]), num_mouth, rng)
     parents = [p_face, p_eye, p_mouth]
     locals_ = [to_local(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(p), cc, Rc, kc)
@@ -200,6 +217,17 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
     zone[mouth] = ZONE_MOUTH
     col = sample_colors([world(e) for e in init_expr], init_views)
     col[mouth] = np.array([0.35, 0.12, 0.12]) + rng.normal(0, 0.03, (int(mouth.sum()), 3))  # dark cavity first
+    if eyeball_init == "front" and len(p_eye) and init_views:  # the eyeball under the lids: sclera, not skin
+        from emogs.model.eyelid import eye_occluders, visible
+
+        v0 = init_views[0]
+        seen = visible(x_eye, vc, tris, eye_occluders(vc, tris, regions), v0.K, v0.world_to_cam, v0.image.shape[0])
+        ce = col[len(p_face): len(p_face) + len(p_eye)]
+        if seen.sum() >= 4:
+            lum = ce[seen].mean(1)
+            sclera = np.median(ce[seen][lum >= np.median(lum)], 0)
+            ce[~seen] = sclera + rng.normal(0, 0.02, (int((~seen).sum()), 3))
+            col[len(p_face): len(p_face) + len(p_eye)] = ce
     k_par = kc[tparent].numpy()
     scale = np.clip(nn_scale(world(expr_mean)), 0.02, 2.0) / k_par
     g = GaussianSet(len(parent), bound=True)
@@ -243,10 +271,12 @@ def rebind(model: "MeshHead", idx: torch.Tensor, new_parent: torch.Tensor) -> No
         g.parent_scale[idx] = k[new]
 
 
-def eyelid_rebind(model: "MeshHead", regions: dict, margin: float, out_tol: float = 0.05) -> int:
+def eyelid_rebind(model: "MeshHead", regions: dict, margin: float, out_tol: float = 0.05, camera=None) -> int:
     """Re-bind the eyeball-bound Gaussians that belong to the lid (`emogs.model.eyelid.lid_margin_mask` at the
     default face: within `margin` cm of a lid triangle, or more than `out_tol` cm in front of their eyeball
-    triangle) to the nearest lid triangle. Returns how many moved."""
+    triangle) to the nearest lid triangle. With `camera` (K, world_to_cam, image size) the margin test counts only
+    the Gaussians that camera sees (hidden eyeball under the lid stays, to show when the lid rises). Returns how
+    many moved."""
     from emogs.model.eyelid import lid_margin_mask
 
     with torch.no_grad():
@@ -255,8 +285,14 @@ def eyelid_rebind(model: "MeshHead", regions: dict, margin: float, out_tol: floa
         c, R, k = triangle_frames(v, model.mesh_triangles)
         world = to_world(g.means, g.parent, c, R, k).cpu().numpy().astype(np.float64)
         normal = (g.means[:, 2] * k[g.parent]).cpu().numpy()  # cm in front of the parent triangle
-        mask, newp = lid_margin_mask(world, g.parent.cpu().numpy(), v.cpu().numpy().astype(np.float64),
-                                     model.mesh_triangles.cpu().numpy(), regions, margin, normal, out_tol)
+        vn, tn = v.cpu().numpy().astype(np.float64), model.mesh_triangles.cpu().numpy()
+        seen = None
+        if camera is not None:
+            from emogs.model.eyelid import eye_occluders, visible
+
+            seen = visible(world, vn, tn, eye_occluders(vn, tn, regions), *camera)
+        mask, newp = lid_margin_mask(world, g.parent.cpu().numpy(), vn, tn, regions, margin, normal, out_tol,
+                                     seen=seen)
         idx = np.nonzero(mask)[0]
         rebind(model, torch.as_tensor(idx, device=g.parent.device), torch.as_tensor(newp[idx], device=g.parent.device))
     return int(len(idx))

@@ -13,8 +13,8 @@ format is handled here, and only here.
 - The expert losses L_sync and L_AU (`loss.sync`, `loss.au`) came after the first runs: a run whose config
   lacks them was trained without them and reads them as 0 (`LEGACY_LOSS_DEFAULTS`); runs from before
   `loss.expert_appearance` let the experts change colours and opacities, and read it as true.
-- The eyelid re-binding of mesh heads (`densify.eyelid_margin`, issue 13) came later: runs whose config lacks it
-  read it as 0 (off), so resuming them trains as before.
+- The eyelid re-binding of mesh heads (`densify.eyelid_margin`, `model.eyeball_init`, issue 13) came later: runs
+  whose config lacks them read 0 (off) and "sphere", so resuming them trains as before.
 - Runs without `train_cameras.npz` read the training cameras from the dataset they were trained on.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from emogs.errors import InputError
 
 # model settings added after the first runs -> the value that reproduces those runs
-LEGACY_MODEL_DEFAULTS = {"au_basis_zones": "all", "bias_au_in_other": 0.0}
+LEGACY_MODEL_DEFAULTS = {"au_basis_zones": "all", "bias_au_in_other": 0.0, "eyeball_init": "sphere"}
 REMOVED_MODEL_KEYS = ("pose_dim", "pose_in_deform")
 RAAR_VARIANTS = ("au_szpab", "full")
 # loss settings added after the first runs -> the value that reproduces those runs

@@ -229,6 +229,7 @@ def validate(cfg: TrainConfig) -> None:
               ("num_vote_views", cfg.num_vote_views, cfg.num_vote_views >= 1),
               ("densify.every", d.every, d.every >= 1), ("densify.max_gaussians", d.max_gaussians, d.max_gaussians >= 1),
               ("densify.eyelid_margin", d.eyelid_margin, d.eyelid_margin >= 0),
+              ("model.eyeball_init", m.eyeball_init, m.eyeball_init in ("sphere", "front")),
               ("model.num_face", m.num_face, m.num_face >= 1), ("model.num_shell", m.num_shell, m.num_shell >= 0),
               ("model.num_mouth", m.num_mouth, m.num_mouth >= 0), ("model.heads", m.heads, m.heads >= 1),
               ("model.token_dim", m.token_dim, m.token_dim >= 1 and m.token_dim % max(m.heads, 1) == 0),

@@ -148,18 +148,29 @@ def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
     vv = _view_ids(bank, cfg.num_vote_views)
     g = init_mesh_gaussians(neutral, basis, pm["triangles"], regions, expr_mean, _views(bank, cfg.num_init_views),
                             expr[iv], _views(bank, cfg.num_vote_views), expr[vv], m.num_face, m.num_shell,
-                            m.num_mouth, cfg.seed)
+                            m.num_mouth, cfg.seed, m.eyeball_init)
     model = MeshHead(m, g, torch.as_tensor(neutral), torch.as_tensor(basis), torch.as_tensor(pm["triangles"]),
                      torch.as_tensor(expr_mean))
     if cfg.densify.eyelid_margin > 0:  # lash-line samples on the eyeballs go to the lids (issue 13)
         from emogs.model.mesh_head import eyelid_rebind
 
-        eyelid_rebind(model, regions, cfg.densify.eyelid_margin)
+        eyelid_rebind(model, regions, cfg.densify.eyelid_margin, camera=eye_camera(bank))
     model.au_mean.copy_(bank.au_window[:, bank.au_window.shape[1] // 2].float().mean(0).cpu())
     return model
 
 
-def eyelid_step(model: TalkingHead, opt: torch.optim.Optimizer, cfg: TrainConfig, ds) -> int:
+def eye_camera(bank: FrameBank, size: int = 512) -> tuple[np.ndarray, np.ndarray, int]:
+    """(K, world_to_cam, size): the training camera nearest the median camera centre, K at `size` px (the
+    eyelid re-binding's visibility test)."""
+    w2c = bank.world_to_cam.cpu().double().numpy()
+    cen = -np.einsum("fji,fj->fi", w2c[:, :3, :3], w2c[:, :3, 3])
+    i = int(np.linalg.norm(cen - np.median(cen, 0), axis=1).argmin())
+    K = bank.K[i].cpu().double().numpy().copy()
+    K[:2] *= size / bank.size
+    return K, w2c[i], size
+
+
+def eyelid_step(model: TalkingHead, opt: torch.optim.Optimizer, cfg: TrainConfig, ds, bank: FrameBank) -> int:
     """Mesh heads with `densify.eyelid_margin` > 0: re-bind eyeball-bound Gaussians at the lid margin to the
     lids (`emogs.model.mesh_head.eyelid_rebind`), their Adam moments reset (they were in the old triangle's
     frame). Returns how many moved (0 for other heads)."""
@@ -174,7 +185,7 @@ def eyelid_step(model: TalkingHead, opt: torch.optim.Optimizer, cfg: TrainConfig
         model._eyelid_regions = regions
     g = model.gaussians
     before = g.parent.clone()
-    n = eyelid_rebind(model, regions, cfg.densify.eyelid_margin)
+    n = eyelid_rebind(model, regions, cfg.densify.eyelid_margin, camera=eye_camera(bank))
     if n:
         rows = (g.parent != before).nonzero()[:, 0]
         for name in ("means", "quats", "log_scales"):
@@ -420,7 +431,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
                 fit_time_budget(it)
             if dcfg.start < it <= dcfg.stop and it % dcfg.every == 0:
                 info = densify_and_prune(model.gaussians, opt, stats, dcfg, extent, gen)
-                rb = eyelid_step(model, opt, cfg, train_ds)
+                rb = eyelid_step(model, opt, cfg, train_ds, bank)
                 log(f"[train] it {it} densify: +{info['clone']} clone, {info['split']} split, "
                     f"-{info['prune']} pruned -> {info['total']}" + (f", {rb} re-bound to the eyelids" if rb else ""))
             if it % cfg.log_every == 0 or it == stop:
