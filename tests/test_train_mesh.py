@@ -40,8 +40,8 @@ def test_mesh_run_folder_and_its_model(mesh_run):
 
 def test_no_gaussian_at_the_lid_margin_is_bound_to_an_eyeball(mesh_run, may_dataset):
     """Issue 13: the lash line must ride the lids; the run re-binds eyeball-bound Gaussians within
-    densify.eyelid_margin of a lid that the training camera sees (at init and at every densification step).
-    Without it ~25-30 % of them are there."""
+    densify.eyelid_margin of a lid (at init and at every densification step; with model.eyeball_init = front only
+    those the training camera sees). Without it some are (5 % of them within 1.2 mm on session 6's macron CPU head)."""
     from emogs.model.eyelid import lid_margin_mask
     from emogs.model.binding import to_world, triangle_frames
     from emogs.run import open_run
@@ -70,10 +70,11 @@ def test_no_gaussian_at_the_lid_margin_is_bound_to_an_eyeball(mesh_run, may_data
     K = np.asarray(r.dataset_info()["K"], np.float64).copy()
     K[:2] *= 512 / json.loads((may_dataset / "manifest.json").read_text())["size"]
     vn, tn = v.numpy().astype(np.float64), model.mesh_triangles.numpy()
-    seen = visible(world, vn, tn, eye_occluders(vn, tn, regions), K, w2c[i], 512)
+    front = r.config_dict()["model"]["eyeball_init"] == "front"  # then the eyeball the lids hide stays
+    seen = visible(world, vn, tn, eye_occluders(vn, tn, regions), K, w2c[i], 512) if front else None
     mask, _ = lid_margin_mask(world, par, vn, tn, regions, margin * 0.8, seen=seen)
     assert eye.sum() > 20  # the eyeballs keep their opening
-    assert mask.sum() <= 0.03 * eye.sum(), (int(mask.sum()), int(eye.sum()))
+    assert mask.sum() <= max(1, 0.01 * eye.sum()), (int(mask.sum()), int(eye.sum()))
 
 
 def _upper_lower_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -31,9 +31,11 @@ class ModelConfig:
     num_face: int = 6000
     num_shell: int = 4000
     num_mouth: int = 800
-    # mesh heads' eyeball samples at initialisation (issue 13): "front" = the front caps only, the part the lids hide
-    # coloured as the visible sclera; "sphere" = the whole eyeballs (runs from before it: emogs.run.migrate)
-    eyeball_init: str = "front"
+    # mesh heads' eyeball samples at initialisation (issue 13): "sphere" = the whole eyeballs (as before); "front" =
+    # the front caps only, the part the lids hide coloured as the visible sclera and kept on the eyeball by the
+    # eyelid re-binding (opt-in: on the CPU it let the lid rise further but left dark strokes on the irises,
+    # docs/control_proof.md "Session 6")
+    eyeball_init: str = "sphere"
     # data-dependent sizes (filled from the dataset at training start)
     audio_feature: str = "mel"  # mel | whisper
     audio_dim: int = 80

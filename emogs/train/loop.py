@@ -154,7 +154,8 @@ def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
     if cfg.densify.eyelid_margin > 0:  # lash-line samples on the eyeballs go to the lids (issue 13)
         from emogs.model.mesh_head import eyelid_rebind
 
-        eyelid_rebind(model, regions, cfg.densify.eyelid_margin, camera=eye_camera(bank))
+        eyelid_rebind(model, regions, cfg.densify.eyelid_margin,
+                      camera=eye_camera(bank) if cfg.model.eyeball_init == "front" else None)
     model.au_mean.copy_(bank.au_window[:, bank.au_window.shape[1] // 2].float().mean(0).cpu())
     return model
 
@@ -185,7 +186,10 @@ def eyelid_step(model: TalkingHead, opt: torch.optim.Optimizer, cfg: TrainConfig
         model._eyelid_regions = regions
     g = model.gaussians
     before = g.parent.clone()
-    n = eyelid_rebind(model, regions, cfg.densify.eyelid_margin, camera=eye_camera(bank))
+    # with the front-cap init the eyeball the lids hide is sclera-coloured and stays (it shows when a lid rises);
+    # with the whole-sphere init it holds the lid's colour, sampled through it, and goes to the lid as well
+    cam = eye_camera(bank) if cfg.model.eyeball_init == "front" else None
+    n = eyelid_rebind(model, regions, cfg.densify.eyelid_margin, camera=cam)
     if n:
         rows = (g.parent != before).nonzero()[:, 0]
         for name in ("means", "quats", "log_scales"):
