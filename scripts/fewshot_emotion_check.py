@@ -10,6 +10,7 @@ AUs off (so the only difference is the request):
   px_branch      mean |pixel change| (0-255) in the upper half of the frame, --upper-drive branch
   px_table       the same with --upper-drive table (the AU table alone: the mesh head's path)
   px_both        the same with --upper-drive both (the default)
+  latent         (heads with the emotion latent) |mu(preset) - mu(neutral)| and KL(q || N(0, I)) per preset
 and the FER2013 conditioning's training statistics of the run (the person's mean e = 1 - p(neutral)).
 """
 from __future__ import annotations
@@ -37,11 +38,19 @@ def check(run: Path, wav: np.ndarray) -> dict:
     out["has_emotion_latent"] = bool(getattr(av.model, "has_emotion", False))
     if out["has_emotion_latent"]:
         out["fer_mean_e"] = float(av.model.fer_mean[-1])
-    out["gate_mean"] = None
+    if out["has_emotion_latent"]:  # the latent's mean per preset: how far from the neutral request, its KL
+        import torch
+
+        from emogs.face.fer import preset_condition
+
+        with torch.no_grad():
+            c = torch.tensor(np.stack([preset_condition(p, 1.0)[0] for p in ("neutral", *PRESETS)]))
+            mu, lv = av.model.grmn.emotion_posterior(c)
+            kl = av.model.grmn.kl(mu, lv)
+        out["latent"] = {p: dict(mu_dist_from_neutral=float((mu[k] - mu[0]).norm()), kl=float(kl[k]))
+                         for k, p in enumerate(("neutral", *PRESETS))}
     F = frames_for_audio(len(wav))
     rows, rpf = feature_rows(wav, av.model.cfg.audio_feature)
-    plain_plan = av.plan(F, blinks=False)
-    au0 = av.clamp_to_training(plain_plan.au)
     frames = {}
     for mode in ("branch", "table", "both"):
         av.upper_drive = mode
@@ -58,7 +67,6 @@ def check(run: Path, wav: np.ndarray) -> dict:
             top = slice(0, f.shape[1] // 2)
             rec[f"px_{mode}"] = float(np.abs(f - frames[mode, None])[:, top].mean())
         out[p] = rec
-    del au0
     return out
 
 

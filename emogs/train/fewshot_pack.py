@@ -250,10 +250,8 @@ def pack_fewshot_cli(argv: list[str]) -> int:
     if not a.no_fer:  # computed here, once, on the full-size sources (cached beside them), cut with the frames
         from emogs.data.fer_features import ensure_fer_features
 
-        for r in [*best.values(), *split["test"]]:
-            for key in ("dataset", "view"):
-                if key in r and Path(r[key]).is_dir():
-                    ensure_fer_features(r[key])
+        for d in [*(r["dataset"] for r in best.values()), *(r["view"] for r in split["test"])]:
+            ensure_fer_features(d)
     rec = pack_pretrain([r["dataset"] for r in order], a.out / "pretrain", a.size, a.seconds, a.max_mb)
     for r in split["test"]:
         pack_dataset(Path(r["view"]), a.out / "test" / Path(r["view"]).name)
