@@ -34,6 +34,11 @@ def clamp_to_range(au: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float
 
 RESIDUAL_BEYOND = ("fade", "hold")
 AU_DRIVES = ("auto", "table", "person")
+# EmoTaG (kind "emotag") heads: how emotion / upper-face AU requests reach the mesh. "both": the AU -> ICT table
+# and the motion network's gated residual branch (its change under the requested emotion and upper-face AUs,
+# EmoTagHead.residual_motion); "table": the table only (as the mesh head); "branch": the branch only for the
+# upper face (the table keeps the lower-face AUs)
+UPPER_DRIVES = ("both", "table", "branch")
 
 
 def residual_aus(au: np.ndarray, lo: np.ndarray, hi: np.ndarray, default: np.ndarray, mode: str = "hold",
@@ -120,7 +125,8 @@ class Avatar:
 
     def __init__(self, run_dir: Path, cfg: RenderSettings, model: Any, info: dict, background: np.ndarray,
                  train_w2c: np.ndarray, device: torch.device, size: int | None = None,
-                 inference: str = "auto", speech: Any = None, drive: dict | None = None) -> None:
+                 inference: str = "auto", speech: Any = None, drive: dict | None = None,
+                 upper_drive: str = "both") -> None:
         import cv2
 
         from emogs.model.infer import PipelinedRenderer
@@ -139,18 +145,24 @@ class Avatar:
         # mesh runs: the person-calibrated AU drive (RUN/au_drive.json, emogs.mesh.drive_calibration) or None (the
         # AU table's gains)
         self.drive = drive
+        if upper_drive not in UPPER_DRIVES:
+            raise InputError(f"unknown --upper-drive '{upper_drive}'; choose from {', '.join(UPPER_DRIVES)}")
+        self.upper_drive = upper_drive  # emotag heads only (UPPER_DRIVES)
 
     # -- loading -----------------------------------------------------------------------------------------
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", size: int | None = None,
-             inference: str = "auto", threads: int | None = None, au_drive: str = "auto") -> "Avatar":
+             inference: str = "auto", threads: int | None = None, au_drive: str = "auto",
+             upper_drive: str = "both") -> "Avatar":
         """Load a trained RUN (through `emogs.run`). `size`: output resolution (default: the training
         resolution; other sizes rescale the camera intrinsics). `inference`: eager | graph | graph-bf16 | auto
         (graph on CUDA, eager on CPU; emogs.model.infer). `threads`: CPU threads for PyTorch; None picks them
         for the machine's current load (emogs.runtime.configure_threads; EMOGS_THREADS / OMP_NUM_THREADS
         override). `au_drive` (mesh runs): "auto" = the run's
         person-calibrated drive gains (RUN/au_drive.json, `emogs calibrate-drive`) when it has them, else the AU
-        table's; "table" = always the table's; "person" = the run's (an InputError when it has none)."""
+        table's; "table" = always the table's; "person" = the run's (an InputError when it has none).
+        `upper_drive` (EmoTaG heads): both | table | branch, how emotion and upper-face AU requests reach the
+        mesh (UPPER_DRIVES)."""
         import cv2
 
         from emogs.run import open_run
@@ -181,13 +193,15 @@ class Avatar:
         _, model = run.load_model(dev, checkpoint_ok=False)
         S = settings.resolution
         bg = cv2.resize(bg, (S, S), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        if upper_drive not in UPPER_DRIVES:
+            raise InputError(f"unknown --upper-drive '{upper_drive}'; choose from {', '.join(UPPER_DRIVES)}")
         if au_drive not in AU_DRIVES:
             raise InputError(f"unknown --au-drive '{au_drive}'; choose from {', '.join(AU_DRIVES)}")
         drive = run.au_drive() if au_drive != "table" and settings_kind(run) in ("mesh", "emotag") else None
         if au_drive == "person" and drive is None:
             raise InputError(f"{run.path}: no person-calibrated AU drive (au_drive.json); make it with "
                              "`emogs calibrate-drive RUN`, or use --au-drive table")
-        av = cls(run.path, settings, model, info, bg, w2c, dev, size, inference, speech, drive)
+        av = cls(run.path, settings, model, info, bg, w2c, dev, size, inference, speech, drive, upper_drive)
         av.motion = motion
         return av
 
@@ -261,13 +275,64 @@ class Avatar:
             out.append(self.model.speech_expression(torch.as_tensor(np.asarray(w, np.float32), device=self.device)).cpu())
         return np.clip(torch.cat(out).numpy(), 0.0, 1.0).astype(np.float32)
 
-    def expressions(self, au: np.ndarray, base: np.ndarray | None = None) -> np.ndarray | None:
+    @property
+    def is_emotag(self) -> bool:
+        return getattr(self.model.cfg, "kind", "free") == "emotag"
+
+    def emotion_rows(self, spec, n: int) -> np.ndarray | None:
+        """(n, 8) an EmoTaG head's emotion conditioning for a request (EmotionSpec or None): the preset's FER2013
+        class scaled by its intensity (e = intensity; emogs.face.fer.preset_condition), as training saw the
+        frames' FER2013 scores; no request: the person's mean. None for heads without the emotion latent."""
+        if not self.is_emotag or not getattr(self.model, "has_emotion", False):
+            return None
+        if spec is None:
+            c = self.model.fer_mean.detach().cpu().numpy()
+        else:
+            from emogs.face.fer import preset_condition
+
+            c, _ = preset_condition(spec.name, spec.intensity)
+        return np.broadcast_to(np.asarray(c, np.float32), (n, len(c))).copy()
+
+    @torch.no_grad()
+    def branch_residual(self, audio: torch.Tensor, au_window: torch.Tensor, emotion: np.ndarray | None
+                        ) -> np.ndarray | None:
+        """(n, R, D) audio windows, (n, T, 17) AU windows (what the learned parts receive), (n, 8) emotion rows ->
+        (n, E) the residual branch's change (EmoTagHead.residual_motion); None unless an EmoTaG head with
+        upper_drive both / branch."""
+        if not self.is_emotag or self.upper_drive == "table":
+            return None
+        em = None if emotion is None else torch.as_tensor(emotion, dtype=torch.float32, device=self.device)
+        return self.model.residual_motion(audio.float(), au_window.float(), em).cpu().numpy().astype(np.float32)
+
+    def residual_expression(self, rows: np.ndarray, rows_per_frame: int, au: np.ndarray, emotion_spec,
+                            chunk: int = 256) -> np.ndarray | None:
+        """(F, E) `branch_residual` over a clip: feature rows, the (F, 17) AUs the learned parts receive, the
+        plan's emotion request."""
+        if not self.is_emotag or self.upper_drive == "table":
+            return None
+        from emogs.data.windows import feature_windows, frame_windows
+
+        mc, F = self.model.cfg, len(au)
+        cond = self.emotion_rows(emotion_spec, F)
+        out = []
+        for a in range(0, F, chunk):
+            ids = np.arange(a, min(F, a + chunk))
+            aud = torch.as_tensor(feature_windows(rows, rows_per_frame, ids, mc.audio_window), dtype=torch.float32,
+                                  device=self.device)
+            auw = torch.as_tensor(frame_windows(np.asarray(au, np.float32), ids, mc.au_window), device=self.device)
+            out.append(self.branch_residual(aud, auw, None if cond is None else cond[ids]))
+        return np.concatenate(out)
+
+    def expressions(self, au: np.ndarray, base: np.ndarray | None = None,
+                    residual: np.ndarray | None = None) -> np.ndarray | None:
         """(F, 17) AUs -> (F, E) mesh expression coefficients for a mesh-rigged head (None for a free one): the
         default face (`base` (F, E) from `speech_expression`, else the training clip's mean expression) moved by
         the AUs' change from the training mean through the AU -> ICT blendshape table (emogs.mesh.au_table, with
         its measured gains, docs/mesh.md), in [0, 1] (shapes with a gain: up to the gain). With a speech `base`,
         `au` should be the plan's AUs without the speech AUs' audio-driven deviation (or the jaw moves twice).
-        The mesh takes the AUs as asked, also beyond what the training clip showed."""
+        The mesh takes the AUs as asked, also beyond what the training clip showed. `residual` (F, E): an EmoTaG
+        head's residual-branch change (`residual_expression`), added; with upper_drive "branch" the table moves
+        only the lower face."""
         if not self.is_mesh:
             return None
         from emogs.face.aus import AU_NAMES
@@ -280,7 +345,14 @@ class Avatar:
                          gains=None if self.drive is None else self.drive["gains"])  # (17, E)
         if base is None:
             base = self.model.expr_mean.detach().cpu().numpy()
+        if self.is_emotag and self.upper_drive == "branch":
+            from emogs.face.aus import UPPER_AUS
+
+            M = M.copy()
+            M[[AU_NAMES.index(a) for a in UPPER_AUS]] = 0.0
         e = base + (np.asarray(au, np.float32) - self.default_au) @ M
+        if residual is not None:
+            e = e + residual
         return np.clip(e, 0.0, np.maximum(1.0, M.max(0))).astype(np.float32)  # past 1 only for gained shapes
 
     def clamp_to_training(self, au: np.ndarray, warn: Callable[[str], None] | None = None) -> np.ndarray:
@@ -331,8 +403,9 @@ class Avatar:
         # mesh-rigged heads: the mesh follows the request (None otherwise); with a speech-motion model the
         # mouth's mesh motion comes from the audio and the speech AUs drive only the learned detail
         sbase = self.speech_expression(wav, F, rows) if speech_aus else None
-        expr = self.expressions(plan.au, sbase) if sbase is not None else self.expressions(au_req)
         au = self.clamp_to_training(au_req) if clamp else au_req
+        res = self.residual_expression(rows, rpf, au, getattr(plan, "emotion", None)) if self.is_mesh else None
+        expr = self.expressions(plan.au, sbase, res) if sbase is not None else self.expressions(au_req, None, res)
         dev, S = self.device, self.size
         w2c = torch.as_tensor(plan.resolve_pose(self.train_w2c).world_to_cam, dtype=torch.float32, device=dev)
         K = torch.as_tensor(self.K, device=dev)
@@ -393,6 +466,22 @@ class Avatar:
         if self.drive is not None:
             log("  AU drive of the face mesh: person-calibrated gains (RUN/au_drive.json): "
                 + ", ".join(f"{k} x{v:g}" for k, v in sorted(self.drive["gains"].items()) if abs(v - 1) > 1e-6))
+        if self.is_emotag and self.upper_drive != "table":
+            what = "the motion network's residual branch" + (" (and the AU table)" if self.upper_drive == "both" else
+                                                             " (the AU table: lower face only)")
+            emo = getattr(plan, "emotion", None)
+            if getattr(self.model, "has_emotion", False):
+                from emogs.face.fer import preset_condition
+
+                if emo is None:
+                    cond = "the person's mean FER2013 scores"
+                else:
+                    c, cls = preset_condition(emo.name, emo.intensity)
+                    cond = (f"FER2013 '{cls}' x{emo.intensity:g} (e = {float(c[-1]):.2f})" if cls not in (None, "neutral")
+                            else f"neutral (e = 0{'; ' + emo.name + ' has no FER2013 class' if cls is None else ''})")
+                log(f"  upper-face AUs and emotion reach the mesh through {what}; its emotion latent reads {cond}")
+            else:
+                log(f"  upper-face AUs reach the mesh through {what} (this head has no emotion latent)")
         if speech_aus and self.is_mesh and self.motion is not None:
             log("  the mouth's mesh motion follows the audio (the run's speech-motion model); mouth AU edits add to it")
         if speech_aus and self.speech is not None:
@@ -453,7 +542,8 @@ class Avatar:
             req = self.effective_au(plan, rows, rpf)
             aus = self.clamp_to_training(req)
             sbase = self.speech_expression(wav, F, rows)
-            expr = self.expressions(plan.au, sbase) if sbase is not None else self.expressions(req)
+            res = self.residual_expression(rows, rpf, aus, plan.emotion) if self.is_mesh else None
+            expr = self.expressions(plan.au, sbase, res) if sbase is not None else self.expressions(req, None, res)
             dev = self.device
             d = self.model.deformed(torch.as_tensor(feature_windows(rows, rpf, i, mc.audio_window), dtype=torch.float32,
                                                     device=dev),

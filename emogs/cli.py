@@ -56,6 +56,25 @@ def _run_prepare(a: argparse.Namespace) -> None:
     prepare(a.video, a.output, cfg, force=a.force)
 
 
+# --- fer-features ----------------------------------------------------------------------------------
+def _args_fer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("datasets", type=Path, nargs="+", help="prepared dataset folders")
+    p.add_argument("--force", action="store_true", help="recompute when DATASET/fer.npz exists")
+
+
+def _run_fer(a: argparse.Namespace) -> None:
+    from emogs.data.dataset import load_manifest
+    from emogs.data.fer_features import FER_FILE, compute_fer_features, ensure_fer_features, write_fer_features
+
+    for d in a.datasets:
+        load_manifest(d)
+        if a.force:
+            write_fer_features(d, compute_fer_features(d, log=print))
+        else:
+            ensure_fer_features(d)
+        print(f"{d / FER_FILE}")
+
+
 # --- synth -----------------------------------------------------------------------------------------
 def _args_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True,
@@ -100,6 +119,10 @@ def _args_render(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inference", default="auto", choices=["auto", "eager", "graph", "graph-bf16"],
                    help="deformation on CUDA: CUDA-graph replay (auto = graph on CUDA, eager on CPU)")
     p.add_argument("--force", action="store_true", help="replace an existing output video")
+    p.add_argument("--upper-drive", default="both", choices=["both", "table", "branch"],
+                   help="EmoTaG (emotag) runs: how --emotion and upper-face AU edits reach the face mesh: the AU table "
+                        "and the motion network's residual branch (both, default), the table only, or the branch only "
+                        "(the table then moves only the lower face)")
     p.add_argument("--au-drive", default="auto", choices=["auto", "table", "person"],
                    help="mesh heads: how far AU edits move the face mesh: the run's person-calibrated gains "
                         "(au_drive.json, `emogs calibrate-drive`) or the AU table's (auto: the run's when it has them)")
@@ -124,7 +147,8 @@ def _run_render(a: argparse.Namespace) -> None:
     check_speech(wav, a.allow_silent)
     check_control_args(a, frames_for_audio(len(wav)), fps=FPS)
     check_render_output(a.output, a.run, [a.audio, a.au_timeline, a.au_from, a.pose_from], overwrite=a.force)
-    av = Avatar.load(a.run, device=a.device, size=a.size, inference=a.inference, au_drive=a.au_drive)
+    av = Avatar.load(a.run, device=a.device, size=a.size, inference=a.inference, au_drive=a.au_drive,
+                     upper_drive=a.upper_drive)
     plan = controls_from_args(a, frames_for_audio(len(wav)), fps=FPS, default_au=av.default_au)
     av.render(wav, a.output, plan=plan, allow_silent=a.allow_silent, side_by_side=a.side_by_side, batch=a.batch,
               allow_extrapolation=a.allow_extrapolation, speech_aus=not a.no_speech_aus, overwrite=a.force)
@@ -543,6 +567,8 @@ COMMANDS = {
     "adapt": (_args_adapt, _run_adapt, "EmoTaG: a new person's run from a BASE and a few seconds of their video"),
     "render": (_args_render, _run_render, "drive a trained head with new speech and AU / emotion / pose controls"),
     "studio": (_args_studio, _run_studio, "drive a trained head live in the browser: AU sliders, presets, any speech"),
+    "fer-features": (_args_fer, _run_fer, "per-frame FER2013 scores (fer tflite) of a dataset, cached as "
+                                          "DATASET/fer.npz (the EmoTaG emotion guidance reads them)"),
     "synth": (_args_synth, _run_synth, "synthetic talking head with exact AU / blendshape ground truth"),
     "eval": (_args_eval, _run_eval, "metrics report of a training run (PSNR/SSIM/LPIPS, LMD, CSIM, AUE, sync, ...)"),
     "eval-videos": (_args_eval_videos, _run_eval_videos, "metrics report of a predicted video against ground truth"),

@@ -18,6 +18,9 @@
 #                         rows, which L_sync needs and the GPU image cannot compute]
 #   FS_SCRATCH_JSON       overrides for the from-scratch runs only [FS_ADAPT_JSON] (the budget is added to it)
 #   FS_ADAPT_ARGS         extra `emogs adapt` flags (e.g. "--net-lr-scale 1" or "--base-shell")
+#   FS_EMOTION_DIM [8]    the emotion latent's size (semantic emotion guidance; 0: none, the heads of before). Its
+#                         FER2013 scores travel in the packs (fer.npz: pack-fewshot computes them here; the GPU
+#                         image has no ai_edge_litert): with it > 0 a pack without fer.npz stops the call at once
 #   FS_RETURN_MODEL [0]   1: the adapted runs' model.safetensors come back too (in models.tar, 15 MiB parts)
 #
 # Here, first (repository root; .gpu_fewshot/, .gpu/ and .whl/ are git-ignored and travel with `carry`):
@@ -68,8 +71,18 @@ IDS=$(ls -d .gpu_fewshot/pretrain/*/ | sed 's:/$::' | tr '\n' ' ')
 TESTS=$(ls -d .gpu_fewshot/test/*/ | sed 's:/$::' | tr '\n' ' ')
 say "$NGPU GPU(s), $NCPU CPUs, $(echo $IDS | wc -w) pretraining identities, tests: $(echo $TESTS | xargs -n1 basename | tr '\n' ' ')"
 
+EMO_DIM=${FS_EMOTION_DIM:-8}
+if [ "$EMO_DIM" -gt 0 ]; then
+  for d in $IDS $TESTS; do
+    if [ ! -f "$d/fer.npz" ]; then
+      say "$d has no fer.npz (FER2013 scores for the emotion guidance): repack here with this emogs's pack-fewshot, or FS_EMOTION_DIM=0"
+      exit 2
+    fi
+  done
+fi
+
 # 1. pretraining (one process per GPU; gradients averaged across them)
-PRE_JSON=$($PY -c "import json,os; d={'resolution':256,'checkpoint_every':1000}; d.update(json.loads(os.environ.get('FS_CONFIG_JSON') or '{}')); print(json.dumps(d))")
+PRE_JSON=$($PY -c "import json,os; d={'resolution':256,'checkpoint_every':1000}; d.update(json.loads(os.environ.get('FS_CONFIG_JSON') or '{}')); m=d.setdefault('model', {}); m.setdefault('emotion_dim', int(os.environ.get('FS_EMOTION_DIM') or 8)); print(json.dumps(d))")
 PER=$(( NCPU / NGPU )); [ "$PER" -gt 8 ] && PER=8; [ "$PER" -lt 1 ] && PER=1
 if [ "$NGPU" -gt 1 ]; then
   LAUNCH=($PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" -m emogs.cli)

@@ -89,9 +89,13 @@ def test_motion_gate_in_unit_interval_and_trained_by_the_motion_loss():
     assert float(g.min()) < 0.05 and float(g.max()) > 0.95  # saturates, never leaves [0, 1]
     assert torch.allclose(out["expression"], m.expr_mean + out["base"] + g * out["residual"])
     target = torch.full((4, 3), 0.5)
-    loss, terms = m.auxiliary_loss(dict(audio=audio, au_window=au, expression=target))
+    fer = torch.tensor([[0, 0, 0, 0.8, 0, 0, 0.2, 0.8]] * 4)
+    loss, terms = m.auxiliary_loss(dict(audio=audio, au_window=au, expression=target, fer=fer))
     loss.backward()
     assert terms["motion"] > 0 and m.grmn.base[-1].weight.grad.abs().sum() > 0
+    assert np.isfinite(terms["kl"]) and m.grmn.emotion[0].weight.grad.abs().sum() > 0  # the KL reaches the encoder
+    with pytest.raises(ValueError):  # the emotion latent needs the frames' FER2013 conditioning
+        m.auxiliary_loss(dict(audio=audio, au_window=au, expression=target))
 
 
 def test_identity_code_changes_the_output_through_adain():
@@ -130,3 +134,72 @@ def test_per_identity_colours_and_state_round_trip():
     assert torch.allclose(m2.deformed(audio, au)["colors"], c2)
     m2.set_identity(0)
     assert not torch.allclose(m2.deformed(audio, au)["colors"], c2)
+
+
+def test_emotion_intensity_is_one_minus_p_neutral():
+    from emogs.face.fer import FER_LABELS, emotion_condition, emotion_intensity, preset_condition
+
+    p = np.array([[0.05, 0.0, 0.05, 0.6, 0.0, 0.1, 0.2], [0, 0, 0, 0, 0, 0, 1.0]], np.float32)  # a known FER output
+    assert FER_LABELS[6] == "neutral"
+    assert np.allclose(emotion_intensity(p), [0.8, 0.0])
+    c = emotion_condition(p)
+    assert c.shape == (2, 8) and np.allclose(c[:, :7], p) and np.allclose(c[:, 7], [0.8, 0.0])
+    # a user's request: the preset's FER2013 class scaled by the intensity, e = intensity
+    c, cls = preset_condition("happy", 0.7)
+    assert cls == "happy" and np.isclose(c[FER_LABELS.index("happy")], 0.7) and np.isclose(c[6], 0.3)
+    assert np.isclose(c[7], 0.7) and np.isclose(emotion_intensity(c[:7]), 0.7)
+    assert preset_condition("surprised", 1.0)[1] == "surprise"
+    c, cls = preset_condition("contempt", 1.0)  # no FER2013 class: neutral
+    assert cls is None and c[6] == 1.0 and c[7] == 0.0
+    with pytest.raises(ValueError):
+        emotion_intensity(np.zeros(5))
+
+
+def test_kl_term_is_finite_and_pulls_the_latent_to_the_prior():
+    m = _head()
+    m.train()
+    cond = torch.tensor([[0, 0, 0, 1.0, 0, 0, 0, 1.0], [0, 0, 0, 0, 1.0, 0, 0, 1.0], [0, 0, 0, 0, 0, 0, 1.0, 0]])
+    with torch.no_grad():  # a latent far from N(0, I)
+        m.grmn.emotion[-1].bias.fill_(2.0)
+    enc = m.grmn.emotion
+    opt = torch.optim.Adam(enc.parameters(), lr=1e-2)
+    kls = []
+    for _ in range(30):
+        kl = m.grmn.kl(*m.grmn.emotion_posterior(cond)).mean()
+        assert torch.isfinite(kl)
+        kls.append(float(kl.detach()))
+        opt.zero_grad()
+        kl.backward()
+        opt.step()
+    assert kls[-1] < 0.5 * kls[0]
+    # KL(N(0, I) || N(0, I)) = 0
+    assert float(m.grmn.kl(torch.zeros(1, 4), torch.zeros(1, 4))) == 0.0
+
+
+def test_emotion_moves_the_residual_branch_and_heads_without_it_still_load():
+    from emogs.run.migrate import migrate_config
+
+    m = _head()
+    m.eval()
+    audio, au = _inputs(2)
+    happy = torch.tensor([[0, 0, 0, 1.0, 0, 0, 0, 1.0]] * 2)
+    # at initialisation the branch is silent (zero output layer); trained, the emotion changes what it adds
+    assert torch.allclose(m.residual_motion(audio, au, happy), torch.zeros(2, 3))
+    with torch.no_grad():
+        m.grmn.residual[-1].weight.normal_(0, 1.0)
+        m.grmn.gate.bias.fill_(2.0)
+    r = m.residual_motion(audio, au, happy)
+    assert r.abs().max() > 1e-3
+    # nothing asked (the person's mean AUs and emotion): no change
+    mean_au = m.au_mean.expand(2, 3, 17).clone()
+    assert torch.allclose(m.residual_motion(audio, mean_au, None), torch.zeros(2, 3), atol=1e-6)
+    # a head made before the emotion latent (emotion_dim 0; its config has no such key) loads and runs
+    v, tris, basis = _grid_mesh()
+    old = EmoTagHead(_cfg(emotion_dim=0), _layout(tris), v, basis, tris)
+    d = {"model": {k: v for k, v in old.cfg.__dict__.items() if k != "emotion_dim"}}
+    cfg = ModelConfig(**migrate_config(d, 2)["model"])
+    assert cfg.emotion_dim == 0
+    back = EmoTagHead.from_state_dict(cfg, old.state_dict())
+    assert not back.has_emotion and not any(k.startswith("grmn.emotion") for k in back.state_dict())
+    assert back.motion(audio, au)["expression"].shape == (2, 3)
+    assert back.residual_motion(audio, au, None).shape == (2, 3)

@@ -179,3 +179,79 @@ def test_the_adapted_layout_is_the_bases_surface_and_the_persons_own_shell(base,
     assert len(shell) > 0 and not torch.equal(shell, state["gaussians.means"][n:n + len(shell)])
     assert torch.allclose(torch.sigmoid(g.opacity_logit), torch.tensor(0.3), atol=1e-5)
     assert torch.equal(own.mesh_neutral, kept.mesh_neutral) and not torch.equal(own.mesh_neutral, state["mesh_neutral"])
+
+
+def test_the_emotion_guidance_reads_cached_fer2013_scores(base, identities):
+    from emogs.data.fer_features import load_fer_features
+    from emogs.face.fer import emotion_intensity
+    from emogs.run.base import BaseFolder
+
+    for d in identities:  # computed once at data time, cached beside the dataset
+        p = load_fer_features(d)
+        assert p is not None and p.shape[1] == 7 and np.allclose(p.sum(1), 1, atol=1e-2)
+        assert ((emotion_intensity(p) >= 0) & (emotion_intensity(p) <= 1)).all()
+    _, state, _, _ = BaseFolder(base).load()
+    assert "grmn.emotion.0.weight" in state and "fer_mean" in state
+    recs = [json.loads(x) for x in (base / "pretrain_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["kl"]) for r in recs)
+
+
+def _upper_drive_frames(av, emotion, wav):
+    return av.render(wav, quiet=True, emotion=emotion, blinks=False, speech_aus=False).astype(np.int16)
+
+
+def test_an_emotion_request_moves_the_adapted_head_through_the_residual_branch(adapted):
+    import torch
+
+    from emogs.avatar import Avatar
+
+    av = Avatar.load(adapted, device="cpu", upper_drive="branch")  # the table moves only the lower face
+    assert av.model.has_emotion
+    wav = np.random.default_rng(0).normal(scale=0.05, size=16000).astype(np.float32)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a branch that has learned something (6 adaptation steps barely move it)
+        av.model.grmn.residual[-1].weight.normal_(0, 0.5)
+        av.model.grmn.gate.bias.fill_(3.0)
+    happy = _upper_drive_frames(av, "happy:1", wav)
+    plain = _upper_drive_frames(av, None, wav)
+    with torch.no_grad():  # the same request with the branch silenced: what the table and the AU inputs do
+        av.model.grmn.residual[-1].weight.zero_()
+        av.model.grmn.residual[-1].bias.zero_()
+    happy0 = _upper_drive_frames(av, "happy:1", wav)
+    top = slice(0, happy.shape[1] // 2)  # the upper face (eyes, brows) of the 48 px frame
+    assert np.abs(happy - happy0)[:, top].max() > 2  # the branch changes the upper face under the request
+    assert np.abs(happy - plain)[:, top].max() > 2
+    # nothing asked (the person's mean AUs and emotion): the branch adds nothing
+    assert np.abs(_upper_drive_frames(av, None, wav) - plain).max() <= 1
+    # the table alone ignores the branch
+    av.upper_drive = "table"
+    with torch.no_grad():
+        av.model.grmn.residual[-1].weight.normal_(0, 0.5)
+    t1 = _upper_drive_frames(av, "happy:1", wav)
+    with torch.no_grad():
+        av.model.grmn.residual[-1].weight.zero_()
+    assert np.array_equal(t1, _upper_drive_frames(av, "happy:1", wav))
+
+
+def test_an_emotag_run_from_before_the_emotion_latent_still_loads_and_renders(adapted, tmp_path):
+    import shutil
+
+    from emogs.avatar import Avatar
+    from emogs.run.folder import _load_tensors, _save_tensors
+
+    old = tmp_path / "old"
+    shutil.copytree(adapted, old, ignore=shutil.ignore_patterns("checkpoints", "*.mp4"))
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["model"].pop("emotion_dim")
+    cfg["model"].pop("emotion_kl")
+    (old / "config.json").write_text(json.dumps(cfg))
+    state, meta = _load_tensors(old / "model.safetensors")
+    U, C = 8, cfg["model"]["id_dim"]
+    state = {k: v for k, v in state.items() if not k.startswith("grmn.emotion") and k != "fer_mean"}
+    state["grmn.residual.0.weight"] = state["grmn.residual.0.weight"][:, :U + C].contiguous()
+    state["grmn.gate.weight"] = state["grmn.gate.weight"][:, :-1].contiguous()
+    _save_tensors(old / "model.safetensors", state, meta)
+    av = Avatar.load(old, device="cpu")
+    assert not av.model.has_emotion and av.emotion_rows(None, 3) is None
+    wav = np.random.default_rng(0).normal(scale=0.05, size=8000).astype(np.float32)
+    assert av.render(wav, quiet=True, emotion="happy:0.7").shape[1:] == (48, 48, 3)

@@ -44,6 +44,7 @@ class ControlPlan:
     layers: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     blinks: list[tuple[float, float]] = field(default_factory=list)  # generated: (peak time s, duration s)
+    emotion: EmotionSpec | None = None  # the --emotion preset asked for (heads with an emotion latent read it)
 
     @property
     def num_frames(self) -> int:
@@ -310,4 +311,4 @@ def build_plan(num_frames: int, fps: float = 25.0, *, au: Any = None, ease: floa
         req = PoseRequest(pose)
 
     return ControlPlan(np.clip(au_t, 0, 1).astype(np.float32), np.clip(mask, 0, 1).astype(np.float32), req, fps,
-                       AU_NAMES, layers, warns, events)
+                       AU_NAMES, layers, warns, events, emo)

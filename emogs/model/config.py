@@ -72,6 +72,11 @@ class ModelConfig:
     id_dim: int = 32
     grmn_hidden: int = 128
     motion_loss: float = 1.0  # weight of the GRMN's MSE against the fitted expression coefficients
+    # semantic emotion guidance: an emotion latent z (emotion_dim; 0 = none, the heads made before it) in the
+    # GRMN's residual branch, encoded from each frame's FER2013 scores and e = 1 - p(neutral) (DATASET/fer.npz,
+    # emogs.data.fer_features) and pulled to N(0, I) by a KL term of weight emotion_kl (VAE-style)
+    emotion_dim: int = 8
+    emotion_kl: float = 1e-3
     # Mesh-rigged heads (mesh, emotag) at render time: the learned residual's AU input for a request beyond the
     # training clip's range (+ emogs.avatar.CLAMP_MARGIN; the mesh always gets the request as asked). "fade": it
     # goes back to the default expression's value over `residual_fade` of further request, so far beyond the clip

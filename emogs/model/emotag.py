@@ -14,10 +14,12 @@ frame and channel over the Gaussians, its mean shifted by beta(code) and its spr
 (h' = h: a fresh head is the mesh head).
 
 Gated Residual Motion Network (GRMN), in the mesh's expression-coefficient space (E ICT shapes):
-    e_hat = expr_mean + delta_base(audio) + g * delta_residual(upper-face AUs, code),  g = sigmoid(...) in [0, 1]
-per coefficient. It is trained against the fitted expressions (`auxiliary_loss`); `deformed(..., expression=None)`
+    e_hat = expr_mean + delta_base(audio) + g * delta_residual(upper-face AUs, code, z, e),  g = sigmoid(...) in [0, 1]
+per coefficient; z: the emotion latent (semantic emotion guidance, `cfg.emotion_dim` > 0), encoded from the
+frame's FER2013 scores and e = 1 - p(neutral), KL-regularised to N(0, I); e also feeds the gate. It is trained against the fitted expressions (`auxiliary_loss`); `deformed(..., expression=None)`
 poses the mesh with e_hat, so the head runs from audio and AUs alone; with an expression given (training, and
-`Avatar`, which builds the expression from the controls) the mesh takes that one. `speech_expression` gives the
+`Avatar`, which builds the expression from the controls and adds `residual_motion`, the residual branch's
+change under the requested emotion and upper-face AUs) the mesh takes that one. `speech_expression` gives the
 audio-driven default face (the base branch at the person's mean AUs) for rendering new speech.
 
 Colours: `gaussians.color_logit` (N, 3) plus, in a pretraining head (num_identities > 1), a per-identity
@@ -38,18 +40,35 @@ from emogs.model.mesh_head import MeshHead
 UPPER_AU_INDEX = (0, 1, 2, 3, 4, 5, 6, 16)  # AU01 AU02 AU04 AU05 AU06 AU07 AU09 AU45 (emogs.face.aus.UPPER_AUS)
 
 
-class GRMN(nn.Module):
-    """Gated residual motion: audio window (B, R, D), upper-face AU deviation (B, U), identity code (B, C) ->
-    (delta (B, E), gate (B, E), base (B, E), residual (B, E)). The output layers start at zero."""
+EMOTION_COND_DIM = 8  # the 7 FER2013 scores and e = 1 - p(neutral) (emogs.face.fer.emotion_condition)
+NEUTRAL_CONDITION = (0, 0, 0, 0, 0, 0, 1, 0)  # neutral: p(neutral) = 1, e = 0
 
-    def __init__(self, audio_dim: int, rows: int, num_upper: int, code_dim: int, num_expr: int, hidden: int = 128):
+
+class GRMN(nn.Module):
+    """Gated residual motion: audio window (B, R, D), upper-face AU deviation (B, U), identity code (B, C) and,
+    with `emotion_dim` > 0, the emotion conditioning (B, 8) (FER2013 scores and e) -> dict(delta, gate, base,
+    residual (B, E); mu, logvar (B, Z) of the emotion latent). The output layers start at zero.
+
+    Emotion latent (semantic emotion guidance, VAE-style): q(z | c) = N(mu(c), exp(logvar(c))), z sampled
+    (reparameterised) in training, z = mu at inference; the residual branch reads [AUs, code, z, e], the gate
+    [AUs, audio feature, e]; `kl` is KL(q || N(0, I)) per frame, summed over the latent."""
+
+    def __init__(self, audio_dim: int, rows: int, num_upper: int, code_dim: int, num_expr: int, hidden: int = 128,
+                 emotion_dim: int = 0):
         super().__init__()
+        self.emotion_dim = int(emotion_dim)
+        zin = (self.emotion_dim + 1) if self.emotion_dim > 0 else 0
+        gin = 1 if self.emotion_dim > 0 else 0
         self.norm = nn.LayerNorm(audio_dim)
         self.audio = nn.Sequential(nn.Conv1d(audio_dim, hidden, 3, padding=1), nn.GELU(),
                                    nn.Conv1d(hidden, hidden, 3, stride=2, padding=1), nn.GELU())
         self.base = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, num_expr))
-        self.residual = nn.Sequential(nn.Linear(num_upper + code_dim, hidden), nn.GELU(), nn.Linear(hidden, num_expr))
-        self.gate = nn.Linear(num_upper + hidden, num_expr)
+        self.residual = nn.Sequential(nn.Linear(num_upper + code_dim + zin, hidden), nn.GELU(),
+                                      nn.Linear(hidden, num_expr))
+        self.gate = nn.Linear(num_upper + hidden + gin, num_expr)
+        if self.emotion_dim > 0:
+            self.emotion = nn.Sequential(nn.Linear(EMOTION_COND_DIM, hidden), nn.GELU(),
+                                         nn.Linear(hidden, 2 * self.emotion_dim))
         for lin in (self.base[-1], self.residual[-1]):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
@@ -59,12 +78,34 @@ class GRMN(nn.Module):
     def audio_feature(self, audio: torch.Tensor) -> torch.Tensor:
         return self.audio(self.norm(audio).transpose(1, 2)).mean(-1)  # (B, hidden)
 
-    def forward(self, audio: torch.Tensor, upper: torch.Tensor, code: torch.Tensor):
-        a = self.audio_feature(audio)
+    def emotion_posterior(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 8) conditioning -> mu, logvar (B, Z) (logvar clamped to [-8, 4])."""
+        mu, lv = self.emotion(cond).chunk(2, -1)
+        return mu, lv.clamp(-8.0, 4.0)
+
+    @staticmethod
+    def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """(B,) KL(N(mu, exp(logvar)) || N(0, I)), summed over the latent."""
+        return 0.5 * (mu ** 2 + logvar.exp() - logvar - 1.0).sum(-1)
+
+    def forward(self, audio: torch.Tensor, upper: torch.Tensor, code: torch.Tensor,
+                emotion: torch.Tensor | None = None, a: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        a = self.audio_feature(audio) if a is None else a
         base = self.base(a)
-        res = self.residual(torch.cat([upper, code], -1))
-        g = torch.sigmoid(self.gate(torch.cat([upper, a], -1)))
-        return base + g * res, g, base, res
+        out = {}
+        if self.emotion_dim > 0:
+            if emotion is None:
+                raise ValueError("this motion network reads an emotion conditioning (B, 8)")
+            mu, lv = self.emotion_posterior(emotion)
+            z = mu + torch.randn_like(mu) * (0.5 * lv).exp() if self.training else mu
+            e = emotion[:, -1:]
+            res = self.residual(torch.cat([upper, code, z, e], -1))
+            g = torch.sigmoid(self.gate(torch.cat([upper, a, e], -1)))
+            out.update(mu=mu, logvar=lv)
+        else:
+            res = self.residual(torch.cat([upper, code], -1))
+            g = torch.sigmoid(self.gate(torch.cat([upper, a], -1)))
+        return dict(delta=base + g * res, gate=g, base=base, residual=res, **out)
 
 
 class EmoTagHead(MeshHead):
@@ -79,8 +120,11 @@ class EmoTagHead(MeshHead):
         self.adain = nn.Linear(C, 2 * cfg.hidden)
         nn.init.zeros_(self.adain.weight)
         nn.init.zeros_(self.adain.bias)
+        E = int(getattr(cfg, "emotion_dim", 0))
         self.grmn = GRMN(cfg.audio_dim, 2 * cfg.audio_window, len(UPPER_AU_INDEX), C, self.num_expressions,
-                         cfg.grmn_hidden)
+                         cfg.grmn_hidden, E)
+        if E > 0:  # the person's mean emotion conditioning: the default when no emotion is asked for
+            self.register_buffer("fer_mean", torch.tensor(NEUTRAL_CONDITION, dtype=torch.float32))
 
     # -- identity ---------------------------------------------------------------------------------------
     def set_identity(self, k: int) -> None:
@@ -116,26 +160,63 @@ class EmoTagHead(MeshHead):
         idx = list(UPPER_AU_INDEX)
         return au_window[:, au_window.shape[1] // 2, idx] - self.au_mean[idx]
 
-    def motion(self, audio: torch.Tensor, au_window: torch.Tensor) -> dict[str, torch.Tensor]:
-        """GRMN: -> expression (B, E) = expr_mean + delta, gate (B, E), base (B, E), residual (B, E)."""
+    @property
+    def has_emotion(self) -> bool:
+        return self.grmn.emotion_dim > 0
+
+    def emotion_input(self, emotion: torch.Tensor | None, B: int) -> torch.Tensor | None:
+        """(B, 8) the emotion conditioning: `emotion` or the person's mean (None for a head without the latent)."""
+        if not self.has_emotion:
+            return None
+        return self.fer_mean.expand(B, -1) if emotion is None else emotion.to(self.fer_mean.dtype)
+
+    def motion(self, audio: torch.Tensor, au_window: torch.Tensor, emotion: torch.Tensor | None = None
+               ) -> dict[str, torch.Tensor]:
+        """GRMN: -> expression (B, E) = expr_mean + delta, gate (B, E), base (B, E), residual (B, E) (and mu,
+        logvar with the emotion latent). `emotion` (B, 8): FER2013 scores + e (None: the person's mean)."""
         B = audio.shape[0]
-        delta, g, base, res = self.grmn(audio, self.upper_deviation(au_window), self.code().expand(B, -1))
-        return dict(expression=self.expr_mean + delta, gate=g, base=base, residual=res)
+        m = self.grmn(audio, self.upper_deviation(au_window), self.code().expand(B, -1), self.emotion_input(emotion, B))
+        m["expression"] = self.expr_mean + m["delta"]
+        return m
+
+    def residual_motion(self, audio: torch.Tensor, au_window: torch.Tensor, emotion: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+        """(B, E) the gated residual g * delta_residual under these upper-face AUs and emotion, minus the same at
+        the person's default (their mean AUs and mean emotion conditioning, the same audio): what a request
+        changes in the face through the residual branch (zero when nothing is asked). `Avatar` adds it to the
+        expression it builds from the controls."""
+        B = audio.shape[0]
+        a = self.grmn.audio_feature(audio)
+        code = self.code().expand(B, -1)
+        up = self.upper_deviation(au_window)
+        m1 = self.grmn(audio, up, code, self.emotion_input(emotion, B), a)
+        m0 = self.grmn(audio, torch.zeros_like(up), code, self.emotion_input(None, B), a)
+        return m1["delta"] - m0["delta"]
 
     def speech_expression(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, R, D) audio windows -> (B, E) the audio-driven default face: expr_mean + the base branch."""
         return self.expr_mean + self.grmn.base(self.grmn.audio_feature(audio))
 
     def auxiliary_loss(self, batch: dict[str, torch.Tensor], weight: float | None = None):
-        """The GRMN's loss against the batch's fitted expressions: weight * MSE(e_hat, e) (the training loop
-        adds it to the image losses). -> (loss, {"motion": value, "gate": mean gate})."""
+        """The GRMN's loss against the batch's fitted expressions: weight * MSE(e_hat, e), plus with the emotion
+        latent emotion_kl * KL(q(z | FER2013 scores, e) || N(0, I)) (the batch's `fer` (B, 8)) (the training loop
+        adds it to the image losses). -> (loss, {"motion": value, "gate": mean gate[, "kl": mean KL]})."""
         w = self.cfg.motion_loss if weight is None else weight
         if batch.get("expression") is None or w <= 0:
             z = self.id_code.sum() * 0
             return z, {}
-        m = self.motion(batch["audio"], batch["au_window"])
+        emo = batch.get("fer")
+        if self.has_emotion and emo is None:
+            raise ValueError("the EmoTaG head's emotion latent needs the batch's FER2013 conditioning ('fer')")
+        m = self.motion(batch["audio"], batch["au_window"], emo)
         mse = F.mse_loss(m["expression"], batch["expression"])
-        return w * mse, {"motion": float(mse.detach()), "gate": float(m["gate"].detach().mean())}
+        terms = {"motion": float(mse.detach()), "gate": float(m["gate"].detach().mean())}
+        loss = w * mse
+        if self.has_emotion:
+            kl = self.grmn.kl(m["mu"], m["logvar"]).mean()
+            loss = loss + float(getattr(self.cfg, "emotion_kl", 0.0)) * kl
+            terms["kl"] = float(kl.detach())
+        return loss, terms
 
     # -- deformation ------------------------------------------------------------------------------------
     def _adain(self, h: torch.Tensor) -> torch.Tensor:

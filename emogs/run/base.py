@@ -51,10 +51,14 @@ class BaseFolder:
         return d
 
     def config_dict(self) -> dict[str, Any]:
+        """config.json as today's keys (a base from before the emotion latent: model.emotion_dim 0)."""
+        from emogs.run.migrate import migrate_config
+
         try:
-            return read_json(self.path / CONFIG)
+            d = read_json(self.path / CONFIG)
         except (FileNotFoundError, ValueError, OSError):
             raise InputError(f"{self.path / CONFIG}: missing or unreadable") from None
+        return migrate_config(d, 2, str(self.path / CONFIG))
 
     @property
     def log_path(self) -> Path:

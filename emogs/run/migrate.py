@@ -27,7 +27,8 @@ import torch
 from emogs.errors import InputError
 
 # model settings added after the first runs -> the value that reproduces those runs
-LEGACY_MODEL_DEFAULTS = {"au_basis_zones": "all", "bias_au_in_other": 0.0, "eyeball_init": "sphere"}
+# (emotion_dim 0: emotag heads from before the emotion latent)
+LEGACY_MODEL_DEFAULTS = {"au_basis_zones": "all", "bias_au_in_other": 0.0, "eyeball_init": "sphere", "emotion_dim": 0}
 REMOVED_MODEL_KEYS = ("pose_dim", "pose_in_deform")
 RAAR_VARIANTS = ("au_szpab", "full")
 # loss settings added after the first runs -> the value that reproduces those runs

@@ -212,26 +212,43 @@ class LiveStream:
         return win
 
     # -- rendering ---------------------------------------------------------------------------------------
+    def _emotion_rows(self, state: np.ndarray) -> np.ndarray | None:
+        """(n,) take state ids -> (n, 8) an EmoTaG head's emotion conditioning under each frame's controls (the
+        current controls for a state not in the take); None for other heads."""
+        f = getattr(self.av, "emotion_rows", None)
+        if f is None or f(None, 1) is None:
+            return None
+        per = {int(k): f(self.take.controls[k].emotion_spec() if 0 <= k < len(self.take.controls)
+                          else self.arrays.controls.emotion_spec(), 1)[0] for k in np.unique(state)}
+        return np.stack([per[int(k)] for k in state])
+
     def _render(self, ids: np.ndarray, au_windows: np.ndarray, static: np.ndarray, batch: int,
-                requested: np.ndarray | None = None, plan_au: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                requested: np.ndarray | None = None, plan_au: np.ndarray | None = None,
+                state: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """Frames `ids` with (n, T, 17) AU windows and (n,) static-pose flags -> uint8 (H, W, 3) frames;
         a mesh-rigged head's mesh follows `requested` (n, 17, unclamped), or with a speech-motion model the
-        audio's mouth under `plan_au` (n, 17: the controls without the speech AUs; None: speech AUs off)."""
+        audio's mouth under `plan_au` (n, 17: the controls without the speech AUs; None: speech AUs off).
+        An EmoTaG head's residual branch adds its change under the AU windows and the emotion of each frame's
+        controls (`state`: take state ids; None = the current controls)."""
         from emogs.data.windows import feature_windows as audio_windows
 
         av, sp = self.av, self.speech
+        dev, S = av.device, av.size
+        aud = audio_windows(sp.rows, sp.rows_per_frame, ids, av.model.cfg.audio_window)
+        aud_t = torch.as_tensor(aud, dtype=torch.float32, device=dev)
+        auw_t = torch.as_tensor(au_windows, dtype=torch.float32, device=dev)
         expr = None
         if requested is not None and getattr(av, "is_mesh", False):
+            res = None
+            if hasattr(av, "branch_residual"):
+                emo = self._emotion_rows(np.full(len(ids), -1) if state is None else state)
+                res = av.branch_residual(aud_t, auw_t, emo)
             sb = sp.speech_base  # the mouth from the audio (speech-motion model) under the plan's AUs
-            expr = (av.expressions(plan_au, sb[ids]) if sb is not None and plan_au is not None
-                    else av.expressions(requested))
-        dev, S = av.device, av.size
+            expr = (av.expressions(plan_au, sb[ids], res) if sb is not None and plan_au is not None
+                    else av.expressions(requested, None, res))
         w2c = np.where(static[:, None, None], sp.w2c_static[ids], sp.w2c_training[ids])
-        aud = audio_windows(sp.rows, sp.rows_per_frame, ids, av.model.cfg.audio_window)
         w2c_t = torch.as_tensor(w2c, dtype=torch.float32, device=dev)
-        aud_t = torch.as_tensor(aud, dtype=torch.float32, device=dev)
         ex_t = None if expr is None else torch.as_tensor(expr, device=dev)
-        auw_t = torch.as_tensor(au_windows, dtype=torch.float32, device=dev)
         K = torch.as_tensor(av.K, device=dev)
         bg = torch.as_tensor(av.background, device=dev)
         backend = getattr(av.cfg, "backend", "auto")
@@ -274,7 +291,7 @@ class LiveStream:
         for s in range(0, F, chunk):
             ids = np.arange(s, min(F, s + chunk))
             plan_au = au[ids] if speech_on[ids].all() else None
-            yield from self._render(ids, au_windows(eff, ids, T), static[ids], batch, req[ids], plan_au)
+            yield from self._render(ids, au_windows(eff, ids, T), static[ids], batch, req[ids], plan_au, state[ids])
             if progress:
                 progress(int(ids[-1]) + 1, F)
 

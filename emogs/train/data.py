@@ -52,6 +52,7 @@ class FrameBank:
     background: torch.Tensor  # (S, S, 3) f32 plate
     size: int
     expression: torch.Tensor | None = None  # (F, E) fitted mesh expression (mesh-rigged heads)
+    fer: torch.Tensor | None = None  # (F, 8) FER2013 scores + e per frame (EmoTaG emotion guidance; attach_fer)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -90,7 +91,8 @@ class FrameBank:
         return dict(image=img, labels=lab, head_mask=head, lip_mask=lip_box_mask(lab),
                     background=bgt, world_to_cam=self.world_to_cam[ids], K=self.K[ids],
                     audio=self.audio[ids], au_window=self.au_window[ids], index=self.index[ids],
-                    expression=None if self.expression is None else self.expression[ids])
+                    expression=None if self.expression is None else self.expression[ids],
+                    fer=None if self.fer is None else self.fer[ids])
 
 
 def soften(mask: torch.Tensor, sigma: float) -> torch.Tensor:

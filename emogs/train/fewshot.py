@@ -40,7 +40,22 @@ from emogs.train.data import FrameBank
 
 # state keys of a base that are not loaded into an adapted head: the layout (rebuilt on the person's mesh by
 # `head_from_base`), the person's mesh and means, the identity tables
-SHARED_SKIP = ("gaussians.", "mesh_neutral", "expr_mean", "au_mean", "id_code", "id_color", "identity")
+SHARED_SKIP = ("gaussians.", "mesh_neutral", "expr_mean", "au_mean", "fer_mean", "id_code", "id_color", "identity")
+
+
+def attach_fer(bank: FrameBank, ds, cfg: TrainConfig, log=print) -> FrameBank:
+    """With the emotion latent (cfg.model.emotion_dim > 0): the bank's frames' FER2013 conditioning (scores + e,
+    (F, 8)) from the dataset's cached scores (DATASET/fer.npz, computed and cached now when absent:
+    emogs.data.fer_features). Unchanged otherwise."""
+    if int(getattr(cfg.model, "emotion_dim", 0)) <= 0 or bank.fer is not None:
+        return bank
+    from emogs.data.fer_features import ensure_fer_features
+    from emogs.face.fer import emotion_condition
+
+    probs = ensure_fer_features(ds.root, log)
+    cond = emotion_condition(probs)[bank.index.cpu().numpy()]
+    bank.fer = torch.as_tensor(cond, device=bank.index.device)
+    return bank
 
 
 # -- building heads -----------------------------------------------------------------------------------------
@@ -53,6 +68,7 @@ def _person(ds, bank: FrameBank) -> dict[str, Any]:
     return dict(neutral=pm["neutral"].astype(np.float32), basis=pm["basis"].astype(np.float32),
                 triangles=np.asarray(pm["triangles"], np.int64), regions=regions, expr=expr, expr_mean=expr.mean(0),
                 au_mean=bank.au_window[:, bank.au_window.shape[1] // 2].float().mean(0).cpu(),
+                fer_mean=None if bank.fer is None else bank.fer.float().mean(0).cpu(),
                 names=[str(n) for n in pm["expression_names"]])
 
 
@@ -80,6 +96,10 @@ def _head(cfg: TrainConfig, g: GaussianSet, p: dict, box=None) -> EmoTagHead:
                        torch.as_tensor(p["triangles"]), torch.tensor(p["expr_mean"]),
                        *(box if box is not None else (None, None)))
     model.au_mean.copy_(p["au_mean"])
+    if model.has_emotion:
+        if p.get("fer_mean") is None:
+            raise InputError("the emotion latent needs the frames' FER2013 scores (model.emotion_dim > 0)")
+        model.fer_mean.copy_(p["fer_mean"])
     return model
 
 
@@ -88,6 +108,7 @@ def init_emotag_model(cfg: TrainConfig, bank: FrameBank, ds) -> EmoTagHead:
     if getattr(ds, "mesh", None) is None or bank.expression is None:
         raise InputError("the emotag model needs a dataset with a fitted face mesh (mesh.npz)")
     cfg = cfgio.override(cfg, {"model.num_identities": 1})
+    attach_fer(bank, ds, cfg)
     p = _person(ds, bank)
     return _head(cfg, _layout(cfg, bank, p), p)
 
@@ -100,6 +121,7 @@ def head_from_base(cfg: TrainConfig, state: dict[str, torch.Tensor], bank: Frame
     base's (what is visible, e.g. ears under hair, is the person's)."""
     if getattr(ds, "mesh", None) is None or bank.expression is None:
         raise InputError(f"{getattr(ds, 'root', 'the dataset')}: adapt needs a dataset with a fitted face mesh (mesh.npz)")
+    attach_fer(bank, ds, cfg, log)
     p = _person(ds, bank)
     n_tri = int(state["mesh_triangles"].shape[0])
     if len(p["triangles"]) != n_tri or not torch.equal(torch.as_tensor(p["triangles"]), state["mesh_triangles"].long()):
@@ -244,7 +266,7 @@ def pretrain(datasets: list[str | Path], base_dir: str | Path, cfg: TrainConfig,
         device = resolve_device(cfg.device)
     t0 = time.time()
     dss = [_open_all(r, cfg) for r in roots]
-    banks = [FrameBank.from_dataset(d, cfg.resolution, device) for d in dss]
+    banks = [attach_fer(FrameBank.from_dataset(d, cfg.resolution, device), d, cfg, log) for d in dss]
     if any(b.expression is None for b in banks):
         raise InputError("pretrain: every dataset needs a face-mesh fit (mesh.npz)")
     people = [_person(d, b) for d, b in zip(dss, banks)]
@@ -286,7 +308,8 @@ def pretrain(datasets: list[str | Path], base_dir: str | Path, cfg: TrainConfig,
     params = [p for grp in opt.param_groups for p in grp["params"]]
     # copies (torch.tensor): the head's buffers are overwritten by `put`, and must not alias these
     dev_people = [dict(neutral=torch.tensor(p["neutral"], device=device),
-                       expr_mean=torch.tensor(p["expr_mean"], device=device), au_mean=p["au_mean"].clone().to(device))
+                       expr_mean=torch.tensor(p["expr_mean"], device=device), au_mean=p["au_mean"].clone().to(device),
+                       fer_mean=None if p["fer_mean"] is None else p["fer_mean"].clone().to(device))
                   for p in people]
     identities = [dict(name=r.name, dataset=str(r), frames=len(b)) for r, b in zip(roots, banks)]
 
@@ -295,6 +318,8 @@ def pretrain(datasets: list[str | Path], base_dir: str | Path, cfg: TrainConfig,
             model.mesh_neutral.copy_(dev_people[k]["neutral"])
             model.expr_mean.copy_(dev_people[k]["expr_mean"])
             model.au_mean.copy_(dev_people[k]["au_mean"])
+            if model.has_emotion:
+                model.fer_mean.copy_(dev_people[k]["fer_mean"])
         model.set_identity(k)
 
     def checkpoint(at: int, complete: bool) -> None:
@@ -358,7 +383,8 @@ def pretrain(datasets: list[str | Path], base_dir: str | Path, cfg: TrainConfig,
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 log(f"[pretrain] step {step}/{cfg.iters} | {identities[k]['name'][:24]} | loss {float(loss.detach()):.4f} "
-                    f"| psnr {psnr:.2f} | motion {t2.get('motion', 0):.4f} | {ips:.2f} it/s")
+                    f"| psnr {psnr:.2f} | motion {t2.get('motion', 0):.4f}"
+                    + (f" | kl {t2['kl']:.3f}" if "kl" in t2 else "") + f" | {ips:.2f} it/s")
             if step % cfg.checkpoint_every == 0 and step < stop:
                 checkpoint(step, False)
     finally:

@@ -110,6 +110,8 @@ def subset_dataset(src: str | Path, dst: str | Path, frames, splits: dict[str, l
     _cut_npz(src / "tracks.npz", dst / "tracks.npz", idx, n_all, scale, drop_landmarks)
     if (src / "mesh.npz").is_file():
         _cut_npz(src / "mesh.npz", dst / "mesh.npz", idx, n_all, scale, False)
+    if (src / "fer.npz").is_file():  # the frames' FER2013 scores (emogs.data.fer_features)
+        _cut_npz(src / "fer.npz", dst / "fer.npz", idx, n_all, 1.0, False)
     import cv2
 
     bg = cv2.imread(str(src / "background.png"), cv2.IMREAD_COLOR)
@@ -235,6 +237,9 @@ def pack_fewshot_cli(argv: list[str]) -> int:
     p.add_argument("--max-mb", type=float, default=20.0, help="pretraining data at most this size")
     p.add_argument("--seconds", type=float, default=6.0, help="seconds per pretraining identity")
     p.add_argument("--size", type=int, default=256)
+    p.add_argument("--no-fer", action="store_true",
+                   help="do not compute the FER2013 scores (fer.npz) the emotion guidance reads (the GPU image "
+                        "cannot: an emotag head with model.emotion_dim > 0 then refuses to train there)")
     a = p.parse_args(argv)
     split = json.loads(a.split.read_text())
     best: dict[str, dict] = {}
@@ -242,6 +247,11 @@ def pack_fewshot_cli(argv: list[str]) -> int:
         if r["person"] not in best or r["fit_median_px_at_512"] < best[r["person"]]["fit_median_px_at_512"]:
             best[r["person"]] = r
     order = sorted(best.values(), key=lambda r: (r["clip"].startswith(WILD_PREFIXES), r["fit_median_px_at_512"]))
+    if not a.no_fer:  # computed here, once, on the full-size sources (cached beside them), cut with the frames
+        from emogs.data.fer_features import ensure_fer_features
+
+        for d in [*(r["dataset"] for r in best.values()), *(r["view"] for r in split["test"])]:
+            ensure_fer_features(d)
     rec = pack_pretrain([r["dataset"] for r in order], a.out / "pretrain", a.size, a.seconds, a.max_mb)
     for r in split["test"]:
         pack_dataset(Path(r["view"]), a.out / "test" / Path(r["view"]).name)

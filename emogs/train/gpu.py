@@ -49,7 +49,7 @@ def pack_assets(dst: Path) -> None:
 
 
 TRAIN_FILES = ("manifest.json", "frames.mp4", "audio.wav", "labels.mkv", "background.png", "audio_mel.npy",
-               "mesh.npz")
+               "mesh.npz", "fer.npz")  # fer.npz: FER2013 scores of the frames (emogs.data.fer_features), when computed
 
 
 def pack_dataset(src: Path, dst: Path, whisper: bool = False) -> None:

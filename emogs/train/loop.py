@@ -339,6 +339,10 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
     t0 = time.time()
     bank = FrameBank.from_dataset(train_ds, cfg.resolution, device)
     test_bank = FrameBank.from_dataset(test_ds, cfg.resolution, device) if len(test_ds) else None
+    if cfg.model.kind == "emotag":  # the emotion latent's FER2013 conditioning (cached beside the dataset)
+        from emogs.train.fewshot import attach_fer
+
+        attach_fer(bank, train_ds, cfg, log)
     log(f"[train] {len(bank)} train / {len(test_ds)} test frames at {cfg.resolution} px on {device} "
         f"({time.time() - t0:.1f}s to load)")
     gen = torch.Generator().manual_seed(cfg.seed)
