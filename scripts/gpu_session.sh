@@ -43,6 +43,9 @@
 set -uo pipefail
 OUT="${OUT:-./gpu_out}"; mkdir -p "$OUT/logs"
 T0=$(date +%s); LIMIT="${EMOGS_GPU_LIMIT_S:-575}"
+# seconds left before LIMIT; the steps after training run only while enough is left for them and the packing
+# (a call that runs past the device's 600 s returns nothing at all)
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 LOG="$OUT/session.log"
 rm -rf /tmp/runs  # never resume a stale run left on a warm machine
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/gsplat-*.whl
@@ -85,12 +88,12 @@ for job in "$@"; do
     timeout $(( BUDGET + 200 )) python3 -m emogs.train.gpu ".gpu/ds_$ds" "/tmp/runs/$name" --budget-s "$BUDGET" \
       --variant "$variant" "${it_arg[@]}" "${seed_arg[@]}" ${cfg:+--config-json "$cfg"} > "$OUT/logs/train_$name.log" 2>&1
     echo "[gpu] $name (GPU $gpu) finished rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
-    if [ -n "${EMOGS_CONTROLS_AUDIO:-}" ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
+    if [ -n "${EMOGS_CONTROLS_AUDIO:-}" ] && [ -f "/tmp/runs/$name/model.safetensors" ] && [ "$(left)" -gt 90 ]; then
       timeout 240 python3 -m emogs.cli eval-controls "/tmp/runs/$name" --audio "$EMOGS_CONTROLS_AUDIO" --standard \
         ${EMOGS_CONTROLS_NOISE:+--au-noise "$EMOGS_CONTROLS_NOISE"} --render-only --device cuda -o "/tmp/runs/$name/eval_controls" > "$OUT/logs/controls_$name.log" 2>&1
       echo "[gpu] $name controls renders rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
     fi
-    if [ -n "${EMOGS_SPEECH_AUDIOS:-}" ] && [ -f "/tmp/runs/$name/model.safetensors" ]; then
+    if [ -n "${EMOGS_SPEECH_AUDIOS:-}" ] && [ -f "/tmp/runs/$name/model.safetensors" ] && [ "$(left)" -gt 70 ]; then
       # shellcheck disable=SC2086
       timeout 200 python3 -m emogs.cli eval-speech "/tmp/runs/$name" --audio $EMOGS_SPEECH_AUDIOS --dataset ".gpu/ds_$ds" \
         --render-only --device cuda -o "/tmp/runs/$name/eval_speech" > "$OUT/logs/speech_$name.log" 2>&1
@@ -102,15 +105,18 @@ done
 wait
 # the first run's render speed, alone on the machine once every job is done (a clean measurement)
 first="${names[0]:-}"; fds="${1%%:*}"
-if [ -n "$first" ] && [ "${EMOGS_FPS:-1}" != 0 ] && [ -f "/tmp/runs/$first/model.safetensors" ]; then
-  timeout 150 python3 scripts/gpu_render_fps.py "/tmp/runs/$first" --audio ".gpu/ds_$fds/audio.wav" \
+if [ -n "$first" ] && [ "${EMOGS_FPS:-1}" != 0 ] && [ -f "/tmp/runs/$first/model.safetensors" ] && [ "$(left)" -gt 170 ]; then
+  timeout $(( $(left) - 40 )) python3 scripts/gpu_render_fps.py "/tmp/runs/$first" --audio ".gpu/ds_$fds/audio.wav" \
     --device cuda --batches 1,8 > "$OUT/logs/fps_$first.log" 2>&1
   echo "[gpu] FPS benchmark rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
 fi
 # the studio's latency and frame rate on the first run (python client; aiohttp wheels in .whl/studio)
-if [ -n "$first" ] && [ -n "${EMOGS_STUDIO_AUDIO:-}" ] && [ -f "/tmp/runs/$first/model.safetensors" ]; then
+if [ -n "$first" ] && [ -n "${EMOGS_STUDIO_AUDIO:-}" ] && [ -f "/tmp/runs/$first/model.safetensors" ] && [ "$(left)" -gt 60 ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/studio/*.whl
-  timeout 120 python3 scripts/studio_measure.py "/tmp/runs/$first" "$EMOGS_STUDIO_AUDIO" -o "/tmp/runs/$first/studio" \
+  timeout $(( $(left) / 2 - 10 )) python3 scripts/studio_profile.py "/tmp/runs/$first" "$EMOGS_STUDIO_AUDIO" --device cuda \
+    -o "/tmp/runs/$first/studio/profile.json" > "$OUT/logs/studio_profile_$first.log" 2>&1
+  echo "[gpu] studio profile rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
+  [ "$(left)" -gt 45 ] && timeout $(( $(left) - 30 )) python3 scripts/studio_measure.py "/tmp/runs/$first" "$EMOGS_STUDIO_AUDIO" -o "/tmp/runs/$first/studio" \
     --device cuda --client python > "$OUT/logs/studio_$first.log" 2>&1
   echo "[gpu] studio measure rc=$? at $(( $(date +%s) - T0 ))s" | tee -a "$LOG"
 fi
@@ -121,11 +127,12 @@ for name in "${names[@]}"; do
   [ -f "$OUT/logs/controls_$name.log" ] && mv "$OUT/logs/controls_$name.log" "$r/controls.log"
   [ -f "$OUT/logs/speech_$name.log" ] && mv "$OUT/logs/speech_$name.log" "$r/speech.log"
   [ -f "$OUT/logs/studio_$name.log" ] && mv "$OUT/logs/studio_$name.log" "$r/studio.log"
+  [ -f "$OUT/logs/studio_profile_$name.log" ] && mv "$OUT/logs/studio_profile_$name.log" "$r/studio_profile.log"
   files=()
   models=(model.safetensors)  # EMOGS_RETURN_MODEL: 1 (all), 0 (none) or the run names whose weights come back
   case " ${EMOGS_RETURN_MODEL:-1} " in *" 1 "*|*" $name "*) ;; *) models=() ;; esac
   for f in "${models[@]}" speech_aus.safetensors speech_motion.safetensors config.json dataset.json background.png train_cameras.npz metrics.json \
-           gpu_report.json train_log.jsonl train.log fps.log controls.log speech.log studio.log render_benchmark.json test_render.mp4 \
+           gpu_report.json train_log.jsonl train.log fps.log controls.log speech.log studio.log studio_profile.log render_benchmark.json test_render.mp4 \
            test_render.wav test_alpha.npz train_refine.safetensors run.json; do
     [ -f "$r/$f" ] && files+=("$name/$f")
   done
