@@ -41,6 +41,11 @@ def quat_mul(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
                         pw * qz + px * qy - py * qx + pz * qw], -1)
 
 
+def quat_conj(q: torch.Tensor) -> torch.Tensor:
+    """Conjugate of wxyz quaternions (..., 4): the inverse rotation of a unit quaternion."""
+    return q * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=q.dtype, device=q.device)
+
+
 def rotmat_to_quat(R: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotation matrices -> (..., 4) wxyz unit quaternions (w >= 0). Of the four textbook
     formulas, each entry uses the one whose pivot (w, x, y or z) is largest: stable for every rotation."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emogs.model.binding import quat_mul, rotmat_to_quat, to_local, to_world, triangle_frames
+from emogs.model.binding import quat_conj, quat_mul, rotmat_to_quat, to_local, to_world, triangle_frames
 from emogs.model.config import ModelConfig
 from emogs.model.gaussians import GaussianSet
 from emogs.model.head import TalkingHead
@@ -243,10 +243,6 @@ def init_mesh_gaussians(neutral: np.ndarray, basis: np.ndarray, triangles: np.nd
 
 
 # -- eyelid re-binding (issue 13) -----------------------------------------------------------------------
-def quat_conj(q: torch.Tensor) -> torch.Tensor:
-    return q * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=q.dtype, device=q.device)
-
-
 def rebind(model: "MeshHead", idx: torch.Tensor, new_parent: torch.Tensor) -> None:
     """Move Gaussians `idx` to parent triangles `new_parent`, re-expressing their local position, rotation and
     scale in the new triangle's frame at the default face, so the head without network residuals

@@ -61,9 +61,10 @@ def attach_fer(bank: FrameBank, ds, cfg: TrainConfig, log=print) -> FrameBank:
 # -- building heads -----------------------------------------------------------------------------------------
 def _person(ds, bank: FrameBank) -> dict[str, Any]:
     from emogs.train.fewshot_pack import load_person_mesh
+    from emogs.train.loop import mesh_regions
 
     pm = load_person_mesh(ds.root)
-    regions = {str(n): (int(a), int(b)) for n, (a, b) in zip(pm["region_names"], pm["region_triangles"])}
+    regions = mesh_regions(pm)
     expr = bank.expression.cpu().numpy()
     return dict(neutral=pm["neutral"].astype(np.float32), basis=pm["basis"].astype(np.float32),
                 triangles=np.asarray(pm["triangles"], np.int64), regions=regions, expr=expr, expr_mean=expr.mean(0),

@@ -131,6 +131,11 @@ def person_mesh(root: Path) -> dict[str, np.ndarray]:
                 region_names=np.array([n for n, _ in reg]), region_triangles=np.array([(r.t0, r.t1) for _, r in reg]))
 
 
+def mesh_regions(pm: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
+    """`person_mesh` output -> region name -> (first triangle, end triangle)."""
+    return {str(n): (int(a), int(b)) for n, (a, b) in zip(pm["region_names"], pm["region_triangles"])}
+
+
 def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
     """MeshHead: the person's head mesh (`person_mesh`), Gaussians bound to its triangles
     (emogs.model.mesh_head.init_mesh_gaussians)."""
@@ -140,7 +145,7 @@ def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
         raise InputError("the mesh model needs a dataset with a fitted face mesh (mesh.npz)")
     pm = person_mesh(ds.root)
     neutral, basis = pm["neutral"].astype(np.float32), pm["basis"].astype(np.float32)
-    regions = {str(n): (int(a), int(b)) for n, (a, b) in zip(pm["region_names"], pm["region_triangles"])}
+    regions = mesh_regions(pm)
     expr = bank.expression.cpu().numpy()
     expr_mean = expr.mean(0)
     m = cfg.model
@@ -171,19 +176,15 @@ def eye_camera(bank: FrameBank, size: int = 512) -> tuple[np.ndarray, np.ndarray
     return K, w2c[i], size
 
 
-def eyelid_step(model: TalkingHead, opt: torch.optim.Optimizer, cfg: TrainConfig, ds, bank: FrameBank) -> int:
+def eyelid_step(model: TalkingHead, opt: torch.optim.Optimizer, cfg: TrainConfig, regions: dict | None,
+                bank: FrameBank) -> int:
     """Mesh heads with `densify.eyelid_margin` > 0: re-bind eyeball-bound Gaussians at the lid margin to the
     lids (`emogs.model.mesh_head.eyelid_rebind`), their Adam moments reset (they were in the old triangle's
     frame). Returns how many moved (0 for other heads)."""
     from emogs.model.mesh_head import MeshHead, eyelid_rebind
 
-    if cfg.densify.eyelid_margin <= 0 or not isinstance(model, MeshHead) or getattr(ds, "root", None) is None:
+    if cfg.densify.eyelid_margin <= 0 or not isinstance(model, MeshHead) or regions is None:
         return 0
-    regions = getattr(model, "_eyelid_regions", None)
-    if regions is None:
-        pm = person_mesh(Path(ds.root))
-        regions = {str(n): (int(a), int(b)) for n, (a, b) in zip(pm["region_names"], pm["region_triangles"])}
-        model._eyelid_regions = regions
     g = model.gaussians
     before = g.parent.clone()
     # with the front-cap init the eyeball the lids hide is sclera-coloured and stays (it shows when a lid rises);
@@ -404,6 +405,12 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
             dcfg, stop = cfg.densify, min(stop, cfg.iters)
             log(f"[train] time budget {cfg.time_budget_s:.0f}s: {spent / (it - start):.3f}s/it -> {cfg.iters} iterations")
 
+    from emogs.model.mesh_head import MeshHead
+
+    # mesh heads' lid re-binding after each densification needs the mesh's regions: read once, here
+    eyelid_regions = (mesh_regions(person_mesh(Path(train_ds.root))) if cfg.densify.eyelid_margin > 0
+                      and start < cfg.densify.stop and isinstance(model, MeshHead)
+                      and getattr(train_ds, "root", None) is not None else None)
     logf = open(run.log_path, "a")
     model.train()
     it = start
@@ -439,7 +446,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
                 fit_time_budget(it)
             if dcfg.start < it <= dcfg.stop and it % dcfg.every == 0:
                 info = densify_and_prune(model.gaussians, opt, stats, dcfg, extent, gen)
-                rb = eyelid_step(model, opt, cfg, train_ds, bank)
+                rb = eyelid_step(model, opt, cfg, eyelid_regions, bank)
                 log(f"[train] it {it} densify: +{info['clone']} clone, {info['split']} split, "
                     f"-{info['prune']} pruned -> {info['total']}" + (f", {rb} re-bound to the eyelids" if rb else ""))
             if it % cfg.log_every == 0 or it == stop:
