@@ -193,8 +193,6 @@ class Avatar:
         _, model = run.load_model(dev, checkpoint_ok=False)
         S = settings.resolution
         bg = cv2.resize(bg, (S, S), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        if upper_drive not in UPPER_DRIVES:
-            raise InputError(f"unknown --upper-drive '{upper_drive}'; choose from {', '.join(UPPER_DRIVES)}")
         if au_drive not in AU_DRIVES:
             raise InputError(f"unknown --au-drive '{au_drive}'; choose from {', '.join(AU_DRIVES)}")
         drive = run.au_drive() if au_drive != "table" and settings_kind(run) in ("mesh", "emotag") else None
