@@ -8,6 +8,10 @@ per-head control table):
                                                                  # PROOF_DIR/RUN/results.json: `emogs eval-controls`
                                                                  # (locality inside; give -) or the older
                                                                  # control_proof.py + edit_locality.py json
+    python scripts/run_tables.py quality RUN_DIR [RUN_DIR ...]   # each RUN_DIR/metrics.json + gpu_report.json
+                                                                 # (training-time test metrics, e.g. the GPU runs
+                                                                 # in docs/gpu/runs/s7): both protocols and the
+                                                                 # field protocol's gain over the first run
 """
 from __future__ import annotations
 
@@ -63,9 +67,31 @@ def control(proof: Path, locality: Path, runs: list[str]) -> list[str]:
     return lines
 
 
+def quality(runs: list[str]) -> list[str]:
+    """Issue 15's step table: field protocol (head pasted on the true frame by its alpha), our own (over the plate)
+    and the face box, with the field PSNR / LPIPS change against the first run."""
+    lines = ["| run | iters | Gaussians | field PSNR / SSIM / LPIPS | field gain (dB / LPIPS) | face PSNR / LPIPS | "
+             "full (plate) PSNR / LPIPS | hair/ears/neck PSNR (share) |", "|---|---|---|---|---|---|---|---|"]
+    ref = None
+    for r in runs:
+        m = json.loads((Path(r) / "metrics.json").read_text())
+        g = json.loads((Path(r) / "gpu_report.json").read_text()) if (Path(r) / "gpu_report.json").is_file() else {}
+        f, fa, fu = m["field"], m["face"], m["full"]
+        ho = m.get("field_regions", {}).get("head_other", {})
+        ref = ref or f
+        lines.append(f"| {Path(r).name} | {g.get('iteration', '?')} | {m.get('num_gaussians', '?'):,} | "
+                     f"{f['psnr']:.2f} / {f['ssim']:.3f} / {f['lpips']:.4f} | "
+                     f"{f['psnr'] - ref['psnr']:+.2f} / {f['lpips'] - ref['lpips']:+.4f} | "
+                     f"{fa['psnr']:.2f} / {fa['lpips']:.4f} | {fu['psnr']:.2f} / {fu['lpips']:.4f} | "
+                     f"{ho.get('psnr', float('nan')):.2f} ({ho.get('sse_share', float('nan')):.0%}) |")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "ablation":
         print("\n".join(ablation(Path(argv[1]), argv[2:])))
+    elif len(argv) >= 2 and argv[0] == "quality":
+        print("\n".join(quality(argv[1:])))
     elif len(argv) >= 4 and argv[0] == "control":
         print("\n".join(control(Path(argv[1]), Path(argv[2]), argv[3:])))
     else:

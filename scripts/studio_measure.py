@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start(run: Path, extra: list[str]) -> tuple[subprocess.Popen, str, list[str]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # keep the caller's PYTHONPATH: on the GPU host gsplat lives there (/tmp/site); dropping it sent session 6's
+    # measurement through the PyTorch rasteriser (115 ms a frame instead of 8)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-m", "emogs.cli", "studio", str(run), "--port", "0", *extra]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     lines: list[str] = []

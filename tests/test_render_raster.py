@@ -237,6 +237,23 @@ def test_backend_choice():
         choose_backend(torch.device("cpu"), "opengl")  # type: ignore[arg-type]
 
 
+def test_cuda_without_gsplat_falls_back_with_one_warning(monkeypatch, capsys):
+    """Session 6's slow studio (115 ms a frame) was CUDA rendering through the PyTorch rasteriser because gsplat
+    was not on the path: say so, once per process."""
+    import importlib
+
+    rz = importlib.import_module("emogs.render.rasterize")  # the module (emogs.render.rasterize is the function)
+    monkeypatch.setattr(rz, "gsplat_available", lambda: False)
+    rz._warn_no_gsplat.cache_clear()
+    assert choose_backend(torch.device("cuda")) == "torch"
+    assert choose_backend(torch.device("cuda")) == "torch"
+    err = capsys.readouterr().err
+    assert err.count("gsplat is not importable") == 1
+    assert choose_backend(torch.device("cuda"), "torch") == "torch"  # asked for explicitly: no warning
+    assert choose_backend(torch.device("cpu")) == "torch" and "gsplat" not in capsys.readouterr().err
+    rz._warn_no_gsplat.cache_clear()
+
+
 def test_blocks_respect_memory_budget(monkeypatch):
     """No (tiles x pixels x Gaussians) block exceeds max_elems, forward or backward, and the image is unchanged."""
     import emogs.render.tiles as tiles

@@ -39,11 +39,22 @@ def gsplat_available() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def _warn_no_gsplat() -> None:
+    """Once per process: CUDA without gsplat renders through the PyTorch rasteriser, an order of magnitude slower
+    (session 6's studio measured 115 ms a frame this way against 8 ms with gsplat, docs/studio.md)."""
+    import sys
+    print("warning: gsplat is not importable: rendering on CUDA with emogs's PyTorch rasteriser, about ten times "
+          "slower (pip install gsplat==1.5.3)", file=sys.stderr, flush=True)
+
+
 def choose_backend(device: torch.device, backend: Backend = "auto") -> str:
     """Resolve "auto": gsplat for CUDA tensors when it is installed, else the PyTorch rasteriser."""
     if backend not in ("auto", "gsplat", "torch"):
         raise ValueError(f"unknown rasterizer backend {backend!r}")
     if backend == "auto":
+        if device.type == "cuda" and not gsplat_available():
+            _warn_no_gsplat()
         return "gsplat" if device.type == "cuda" and gsplat_available() else "torch"
     if backend == "gsplat" and device.type != "cuda":
         raise ValueError("the gsplat backend needs CUDA tensors")

@@ -580,8 +580,10 @@ def serve(run: str | Path, cfg: StudioConfig, ready: Callable[[str], None] | Non
     print(f"emogs studio: loading {run} ...", file=sys.stderr, flush=True)
     av = load_avatar(run, cfg)
     studio = Studio(av, cfg, run_name=Path(run).resolve().name)
-    print(f"emogs studio: {av.device.type}, {av.size} px, {studio.render_ms:.0f} ms a frame", file=sys.stderr,
-          flush=True)
+    from emogs.render import choose_backend
+    raster = choose_backend(av.device, getattr(av.cfg, "backend", "auto"))
+    print(f"emogs studio: {av.device.type}, {raster} rasteriser, {av.size} px, {studio.render_ms:.0f} ms a frame",
+          file=sys.stderr, flush=True)
 
     async def main() -> None:
         runner = web.AppRunner(studio.app(), access_log=None, shutdown_timeout=3.0)

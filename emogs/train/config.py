@@ -137,6 +137,9 @@ class TrainConfig:
     num_init_views: int = 4  # frames back-projected for the hair/neck shell
     num_vote_views: int = 40  # frames whose label maps vote the zones
     neck_soft_px: float = 6.0  # blur (at 512 px) of the head-mask target near the neck/torso
+    # >= 0: the head ends this many face heights below the jaw line, the lower neck is the frame's (torso);
+    # < 0: the dataset's labels (neck down to 0.3 face heights below the chin). emogs.train.data.trim_neck
+    neck_keep: float = -1.0
     eval_lpips: bool = True
     time_budget_s: float = 0.0  # >0: after `calib_iters`, shrink `iters` (schedule rescaled) to fit this wall time
     calib_iters: int = 300
@@ -227,6 +230,7 @@ def validate(cfg: TrainConfig) -> None:
               ("checkpoint_every", cfg.checkpoint_every, cfg.checkpoint_every >= 1),
               ("num_init_views", cfg.num_init_views, cfg.num_init_views >= 1),
               ("num_vote_views", cfg.num_vote_views, cfg.num_vote_views >= 1),
+              ("neck_keep", cfg.neck_keep, cfg.neck_keep <= 2),
               ("densify.every", d.every, d.every >= 1), ("densify.max_gaussians", d.max_gaussians, d.max_gaussians >= 1),
               ("densify.eyelid_margin", d.eyelid_margin, d.eyelid_margin >= 0),
               ("model.eyeball_init", m.eyeball_init, m.eyeball_init in ("sphere", "front")),

@@ -58,14 +58,16 @@ class FrameBank:
         return self.images.shape[0]
 
     @classmethod
-    def from_dataset(cls, ds, size: int, device: torch.device | str = "cpu") -> "FrameBank":
+    def from_dataset(cls, ds, size: int, device: torch.device | str = "cpu", neck_keep: float = -1.0) -> "FrameBank":
+        """`neck_keep` >= 0: the head ends that many face heights below the jaw line (`trim_neck`)."""
         n = len(ds)
         imgs, labs, w2c, Ks, aud, auw, idx, expr = [], [], [], [], [], [], [], []
         for i in range(n):
             it = ds[i]
             src = it["image"].shape[0]
             imgs.append(resize_image(_to_u8(it["image"]), size))
-            labs.append(resize_labels(np.asarray(it["labels"], np.uint8), size))
+            lab = resize_labels(np.asarray(it["labels"], np.uint8), size)
+            labs.append(trim_neck(lab, neck_keep) if neck_keep >= 0 else lab)
             w2c.append(it["world_to_cam"])
             Ks.append(scale_K(it["K"], size / src))
             aud.append(np.asarray(it["audio"], np.float32))
@@ -93,6 +95,28 @@ class FrameBank:
                     audio=self.audio[ids], au_window=self.au_window[ids], index=self.index[ids],
                     expression=None if self.expression is None else self.expression[ids],
                     fer=None if self.fer is None else self.fer[ids])
+
+
+def trim_neck(lab: np.ndarray, keep: float) -> np.ndarray:
+    """Labels (S, S) u8 -> a copy whose head-other pixels more than `keep` face heights below the jaw line become
+    torso: the head ends near the jaw and the lower neck belongs to the frame (training composites the head over the
+    true frame's torso; the field's protocol pastes it on the true frame), as ER-NeRF-style methods leave the neck
+    to their torso model. The jaw line is per column: the lowest face-zone pixel (labels >= 3) of the column, the
+    face's lowest row for columns without face pixels (ears, hair); the face height is the face zones' row span.
+    A frame without face pixels is returned unchanged."""
+    face = lab >= 3
+    rows = np.flatnonzero(face.any(1))
+    if not len(rows):
+        return lab.copy()
+    top, chin = int(rows[0]), int(rows[-1])
+    S = lab.shape[0]
+    has = face.any(0)
+    low = np.where(has, S - 1 - np.argmax(face[::-1], 0), chin)  # (S,) lowest face row per column
+    cut = low + keep * (chin - top + 1)  # (S,) the head ends below this row
+    below = np.arange(S, dtype=np.float64)[:, None] > cut[None, :]
+    out = lab.copy()
+    out[below & (lab == 2)] = 1
+    return out
 
 
 def soften(mask: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -267,7 +267,7 @@ def pretrain(datasets: list[str | Path], base_dir: str | Path, cfg: TrainConfig,
         device = resolve_device(cfg.device)
     t0 = time.time()
     dss = [_open_all(r, cfg) for r in roots]
-    banks = [attach_fer(FrameBank.from_dataset(d, cfg.resolution, device), d, cfg, log) for d in dss]
+    banks = [attach_fer(FrameBank.from_dataset(d, cfg.resolution, device, cfg.neck_keep), d, cfg, log) for d in dss]
     if any(b.expression is None for b in banks):
         raise InputError("pretrain: every dataset needs a face-mesh fit (mesh.npz)")
     people = [_person(d, b) for d, b in zip(dss, banks)]

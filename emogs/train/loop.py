@@ -338,7 +338,8 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
     device = resolve_device(cfg.device)
     train_ds, test_ds = dataset if isinstance(dataset, tuple) else open_datasets(dataset, cfg)
     t0 = time.time()
-    bank = FrameBank.from_dataset(train_ds, cfg.resolution, device)
+    bank = FrameBank.from_dataset(train_ds, cfg.resolution, device, cfg.neck_keep)
+    # the test frames keep the dataset's labels: evaluation's regions never depend on the training config
     test_bank = FrameBank.from_dataset(test_ds, cfg.resolution, device) if len(test_ds) else None
     if cfg.model.kind == "emotag":  # the emotion latent's FER2013 conditioning (cached beside the dataset)
         from emogs.train.fewshot import attach_fer
