@@ -85,7 +85,8 @@ class MeshFit:
         return w
 
 
-def _skew(v):
+def skew(v):
+    """(..., 3) -> (..., 3, 3) cross-product matrices (also the training's pose refinement, emogs.train.refine)."""
     import torch
 
     z = torch.zeros_like(v[..., 0])
@@ -99,7 +100,7 @@ def _so3_exp(w):
     import torch
 
     th = w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    k = _skew(w / th)
+    k = skew(w / th)
     th = th[..., None]
     eye = torch.eye(3, dtype=w.dtype, device=w.device).expand(k.shape)
     return eye + torch.sin(th) * k + (1 - torch.cos(th)) * (k @ k)
@@ -310,7 +311,7 @@ def _fit(model, corr, lm, size, prior_np, tracked, f_init, f0, cfg, identity=Non
             Mw = M * w[..., None, None]
             Qm = M.transpose(-1, -2) @ Mw  # (m, P, 3, 3)
             gm = (Mw.transpose(-1, -2) @ r[..., None]).squeeze(-1)  # (m, P, 3)
-            S = -_skew(X)  # d X / d dphi
+            S = -skew(X)  # d X / d dphi
             QS = Qm @ S
             H = torch.zeros(m, D, D, dtype=torch.float64)
             g = torch.zeros(m, D, dtype=torch.float64)
@@ -408,7 +409,7 @@ def _fit(model, corr, lm, size, prior_np, tracked, f_init, f0, cfg, identity=Non
             Mw = M * w[..., None, None]
             Qm = M.transpose(-1, -2) @ Mw  # (m, P, 3, 3)
             gm = (Mw.transpose(-1, -2) @ r[..., None]).squeeze(-1)  # (m, P, 3)
-            S = -_skew(X)
+            S = -skew(X)
             L = torch.cat([Qm @ S, Qm], -1)  # (m, P, 3, 6) = Qm [S, I]
             Jp = torch.cat([S, eye3.expand(m, P, 3, 3)], -1)  # (m, P, 3, 6) d X / d pose
             Hpp[idx] = (Jp.transpose(-1, -2) @ L).sum(1).double()

@@ -21,12 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-
-def skew(w: torch.Tensor) -> torch.Tensor:
-    """(..., 3) -> (..., 3, 3) cross-product matrices."""
-    x, y, z = w.unbind(-1)
-    o = torch.zeros_like(x)
-    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(w.shape[:-1] + (3, 3))
+from emogs.mesh.fit import skew
 
 
 def se3_matrix(delta: torch.Tensor, pivot: torch.Tensor) -> torch.Tensor:
