@@ -70,3 +70,47 @@ def test_neck_keep_is_validated():
     validate(override(TrainConfig(), {"neck_keep": 0.1}))
     with pytest.raises(ValueError, match="neck_keep"):
         validate(override(TrainConfig(), {"neck_keep": 5.0}))
+
+
+class _NeckDS(_DS):
+    """Frames whose neck (rows 30-49 of the neck column) is a skin colour, over a plate that has white there."""
+
+    def __init__(self):
+        super().__init__([_labels(), _labels(roll=2), _labels(roll=4)])
+        self.background = np.full((64, 64, 3), 250, np.uint8)
+
+    def __getitem__(self, i):
+        it = super().__getitem__(i)
+        img = np.full((64, 64, 3), 30, np.uint8)  # torso / background
+        img[5:50, 16:48] = (200, 150, 120)  # head and neck: skin
+        it["image"] = img
+        return it
+
+
+def test_neck_plate_fills_the_freed_neck_from_the_frames_only_there():
+    from emogs.train.data import neck_plate
+
+    ds = _NeckDS()
+    plain = FrameBank.from_dataset(ds, 64)
+    assert plain.neck_freed is None
+    plate = np.full((128, 128, 3), 250, np.uint8)  # the dataset plate at twice the bank's size
+    assert neck_plate(plain, plate) is plate  # nothing freed: the plate unchanged
+    bank = FrameBank.from_dataset(ds, 64, neck_keep=0.1)
+    assert bank.neck_freed[45, 30] and not bank.neck_freed[20, 30] and not bank.neck_freed[45, 5]
+    out = neck_plate(bank, plate)
+    assert out.shape == plate.shape and out is not plate
+    assert (out[90, 60] == (200, 150, 120)).all()  # the freed neck (row 45, col 30 at 64 px): skin from the frames
+    assert (out[10, 10] == 250).all() and (out[40, 60] == 250).all()  # elsewhere (and under the head) the plate
+    assert (plate == 250).all()  # the input is not modified
+
+
+def test_old_runs_read_neck_keep_off_new_runs_default_on():
+    from emogs import config as cfgio
+    from emogs.run.migrate import migrate_config
+    from emogs.train.config import config_from_run, cpu_config, gpu_config
+
+    for preset in (gpu_config, cpu_config):
+        d = cfgio.to_dict(preset())
+        assert config_from_run(migrate_config(d, 2)).neck_keep == 0.15  # today's default, as saved
+    d.pop("neck_keep")
+    assert config_from_run(migrate_config(d, 2)).neck_keep == -1.0  # a run from before: the dataset's labels

@@ -55,3 +55,23 @@ def test_train_end_to_end_on_a_real_clip(may_dataset, tmp_path):
     b = render_bank(model, test)
     assert a.shape == (len(test), 64, 64, 3) and a.dtype == np.uint8
     assert not np.array_equal(a, b)
+
+
+def test_neck_keep_run_gets_its_own_plate_with_the_neck(may_dataset, tmp_path):
+    """`neck_keep`: the run's background.png is the dataset's, except where the head gave up the neck, which is
+    filled from the training frames (the dataset plate only has an inpainted guess there)."""
+    import cv2
+
+    run = tmp_path / "run"
+    over = {"resolution": 64, "log_every": 3, "model": {"num_face": 800, "num_shell": 400, "num_mouth": 100},
+            "num_vote_views": 6, "neck_keep": 0.1, "eval_lpips": False}
+    assert main(["train", str(may_dataset), "-o", str(run), "--iters", "4", "--device", "cpu",
+                 "--config-json", json.dumps(over)]) == 0
+    ds_plate = cv2.imread(str(may_dataset / "background.png")).astype(np.int16)
+    run_plate = cv2.imread(str(run / "background.png")).astype(np.int16)
+    assert run_plate.shape == ds_plate.shape
+    changed = np.abs(run_plate - ds_plate).max(-1) > 8
+    assert 0.002 < changed.mean() < 0.2, changed.mean()  # some of the frame, not all of it
+    rows = np.flatnonzero(changed.any(1))
+    assert rows.mean() > ds_plate.shape[0] / 2  # the neck: the lower half of the frame
+    assert json.loads((run / "config.json").read_text())["neck_keep"] == 0.1

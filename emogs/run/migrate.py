@@ -15,6 +15,8 @@ format is handled here, and only here.
   `loss.expert_appearance` let the experts change colours and opacities, and read it as true.
 - The eyelid re-binding of mesh heads (`densify.eyelid_margin`, `model.eyeball_init`, issue 13) came later: runs
   whose config lacks them read 0 (off) and "sphere", so resuming them trains as before.
+- `neck_keep` (the head label trimmed below the jaw, session 7) came later: runs whose config lacks it read -1
+  (the dataset's labels), so resuming them trains as before.
 - Runs without `train_cameras.npz` read the training cameras from the dataset they were trained on.
 """
 from __future__ import annotations
@@ -35,6 +37,8 @@ RAAR_VARIANTS = ("au_szpab", "full")
 LEGACY_LOSS_DEFAULTS = {"sync": 0.0, "au": 0.0, "expert_appearance": True}
 # densification settings added after the first runs -> the value that reproduces those runs
 LEGACY_DENSIFY_DEFAULTS = {"eyelid_margin": 0.0}
+# top-level training settings added after the first runs -> the value that reproduces those runs
+LEGACY_TRAIN_DEFAULTS = {"neck_keep": -1.0}
 
 
 def migrate_config(d: dict[str, Any], format_version: int, where: str = "config.json") -> dict[str, Any]:
@@ -61,6 +65,8 @@ def migrate_config(d: dict[str, Any], format_version: int, where: str = "config.
             loss["raar"] = 0.0  # format 1 applied RAAR by variant, whatever the weight said
         for k, v in LEGACY_LOSS_DEFAULTS.items():
             loss.setdefault(k, v)
+    for k, v in LEGACY_TRAIN_DEFAULTS.items():
+        d.setdefault(k, v)
     dens = d.get("densify")
     if isinstance(dens, dict):
         for k, v in LEGACY_DENSIFY_DEFAULTS.items():

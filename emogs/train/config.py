@@ -137,9 +137,10 @@ class TrainConfig:
     num_init_views: int = 4  # frames back-projected for the hair/neck shell
     num_vote_views: int = 40  # frames whose label maps vote the zones
     neck_soft_px: float = 6.0  # blur (at 512 px) of the head-mask target near the neck/torso
-    # >= 0: the head ends this many face heights below the jaw line, the lower neck is the frame's (torso);
-    # < 0: the dataset's labels (neck down to 0.3 face heights below the chin). emogs.train.data.trim_neck
-    neck_keep: float = -1.0
+    # >= 0: the head ends this many face heights below the jaw line, the lower neck is the frame's (torso) and the
+    # run's plate gets the frames' neck there (emogs.train.data.trim_neck / neck_plate; docs/training.md session 7);
+    # < 0: the dataset's labels (neck down to 0.3 face heights below the chin, into the collar)
+    neck_keep: float = 0.15
     eval_lpips: bool = True
     time_budget_s: float = 0.0  # >0: after `calib_iters`, shrink `iters` (schedule rescaled) to fit this wall time
     calib_iters: int = 300

@@ -53,6 +53,7 @@ class FrameBank:
     size: int
     expression: torch.Tensor | None = None  # (F, E) fitted mesh expression (mesh-rigged heads)
     fer: torch.Tensor | None = None  # (F, 8) FER2013 scores + e per frame (EmoTaG emotion guidance; attach_fer)
+    neck_freed: np.ndarray | None = None  # (S, S) bool: pixels trim_neck gave from the head to the torso in any frame
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -62,12 +63,17 @@ class FrameBank:
         """`neck_keep` >= 0: the head ends that many face heights below the jaw line (`trim_neck`)."""
         n = len(ds)
         imgs, labs, w2c, Ks, aud, auw, idx, expr = [], [], [], [], [], [], [], []
+        freed = np.zeros((size, size), bool) if neck_keep >= 0 else None
         for i in range(n):
             it = ds[i]
             src = it["image"].shape[0]
             imgs.append(resize_image(_to_u8(it["image"]), size))
             lab = resize_labels(np.asarray(it["labels"], np.uint8), size)
-            labs.append(trim_neck(lab, neck_keep) if neck_keep >= 0 else lab)
+            if freed is not None:
+                cut = trim_neck(lab, neck_keep)
+                freed |= cut != lab
+                lab = cut
+            labs.append(lab)
             w2c.append(it["world_to_cam"])
             Ks.append(scale_K(it["K"], size / src))
             aud.append(np.asarray(it["audio"], np.float32))
@@ -78,7 +84,8 @@ class FrameBank:
         bg = resize_image(_to_u8(np.asarray(ds.background)), size)
         t = lambda a, dt=torch.float32: torch.as_tensor(np.stack(a) if isinstance(a, list) else a, dtype=dt).to(device)
         return cls(t(imgs, torch.uint8), t(labs, torch.uint8), t(w2c), t(Ks), t(aud), t(auw),
-                   t(idx, torch.long), t(bg) / 255.0, size, t(expr) if expr and len(expr) == n else None)
+                   t(idx, torch.long), t(bg) / 255.0, size, t(expr) if expr and len(expr) == n else None,
+                   neck_freed=freed)
 
     def batch(self, ids: torch.Tensor, neck_soft_px: float = 0.0) -> dict[str, torch.Tensor]:
         """Float batch for frame ids (B,): image, labels, cameras, tokens' inputs, masks, background."""
@@ -116,6 +123,30 @@ def trim_neck(lab: np.ndarray, keep: float) -> np.ndarray:
     below = np.arange(S, dtype=np.float64)[:, None] > cut[None, :]
     out = lab.copy()
     out[below & (lab == 2)] = 1
+    return out
+
+
+def neck_plate(bank: "FrameBank", plate: np.ndarray, frames: int = 40) -> np.ndarray:
+    """The plate for a head trained with `neck_keep`: `plate` (H, W, 3) u8 (the dataset's, any size) with the neck
+    that trim_neck gave to the torso filled from the training frames (per-pixel median where the trimmed head does
+    not cover it, `emogs.data.masks.background_plate`, at the bank's size, upscaled into that region only).
+    The dataset's plate never saw that neck (the prepared head label covered it) and holds an inpainted guess there:
+    white collar patches under the jaw of every render (docs/training.md, session 7)."""
+    from emogs.data.masks import background_plate
+
+    if bank.neck_freed is None or not bank.neck_freed.any():
+        return plate
+    ids = torch.as_tensor(np.unique(np.linspace(0, len(bank) - 1, min(frames, len(bank))).round().astype(np.int64)))
+    imgs = bank.images[ids.to(bank.images.device)].cpu().numpy()
+    head = (bank.labels[ids.to(bank.labels.device)] >= 2).cpu().numpy()
+    fill = background_plate(imgs, head)
+    h, w = plate.shape[:2]
+    region = cv2.dilate(bank.neck_freed.astype(np.uint8), np.ones((5, 5), np.uint8))
+    if (h, w) != fill.shape[:2]:
+        fill = cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR)
+        region = cv2.resize(region, (w, h), interpolation=cv2.INTER_NEAREST)
+    out = plate.copy()
+    out[region > 0] = fill[region > 0]
     return out
 
 

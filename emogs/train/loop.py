@@ -345,6 +345,10 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         from emogs.train.fewshot import attach_fer
 
         attach_fer(bank, train_ds, cfg, log)
+    plate = getattr(train_ds, "root", None) and Path(train_ds.root) / "background.png"
+    plate = plate if plate and plate.is_file() else bank.background.cpu().numpy()
+    if bank.neck_freed is not None:  # neck_keep: the run's own plate, with the neck the head no longer paints
+        plate = _neck_plate(bank, test_bank, plate, log)
     log(f"[train] {len(bank)} train / {len(test_ds)} test frames at {cfg.resolution} px on {device} "
         f"({time.time() - t0:.1f}s to load)")
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -374,9 +378,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         opt = build_optimizer(model, cfg, extent, refiner)
         stats = DensifyStats.zeros(len(model.gaussians), device)
         start = 0
-        plate = getattr(train_ds, "root", None) and Path(train_ds.root) / "background.png"
-        run.create(cfg, dataset_summary(train_ds, bank), _train_cameras(bank),
-                   plate if plate and plate.is_file() else bank.background.cpu().numpy(), model_kind=cfg.model.kind)
+        run.create(cfg, dataset_summary(train_ds, bank), _train_cameras(bank), plate, model_kind=cfg.model.kind)
         log(f"[train] {len(model.gaussians)} Gaussians initialised, extent {extent:.1f} cm, variant "
             f"{cfg.model.variant}")
     dcfg = cfg.densify
@@ -514,6 +516,29 @@ def fit_speech_aus(ds, half: int):
     sp = fit_arrays(window_features(wins), np.asarray(ds.tracks["aus"])[ds.indices])
     sp.info.update(audio_feature=ds.audio_feature, audio_window=half)
     return sp
+
+
+def _neck_plate(bank: FrameBank, test_bank: FrameBank | None, plate: Path | np.ndarray, log) -> np.ndarray:
+    """`neck_keep`: the run's plate (RGB u8 at the dataset plate's size) with the freed neck filled from the training
+    frames (`emogs.train.data.neck_plate`); both banks composite over it, so the training, the test metrics and
+    every later render see the same plate."""
+    import cv2
+
+    from emogs.train.data import neck_plate
+
+    if isinstance(plate, Path):
+        plate = cv2.cvtColor(cv2.imread(str(plate), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    else:
+        plate = np.clip(np.rint(np.asarray(plate) * 255), 0, 255).astype(np.uint8)
+    out = neck_plate(bank, plate)
+    small = cv2.resize(out, (bank.size, bank.size), interpolation=cv2.INTER_AREA) if out.shape[0] != bank.size else out
+    bg = torch.as_tensor(small, dtype=torch.float32, device=bank.background.device) / 255.0
+    bank.background = bg
+    if test_bank is not None:
+        test_bank.background = bg
+    log(f"[train] neck_keep {bank.neck_freed.mean():.1%} of the frame freed from the head; the run's plate fills "
+        "it from the training frames")
+    return out
 
 
 def _train_cameras(bank: FrameBank) -> dict[str, np.ndarray]:
