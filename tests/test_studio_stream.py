@@ -128,5 +128,8 @@ def test_the_export_renders_what_render_renders_from_the_timeline(avatar, speech
     tl = tmp_path / "all.csv"
     tl.write_text(s.timeline_csv(all_aus=True))
     ref = avatar.render(speech_wav, au_timeline=tl, quiet=True)
-    assert np.abs(frames.astype(np.int32) - ref).max() <= 2  # 4-decimal AU values in the CSV
+    # equal up to the CSV's 4-decimal AU values: a few grey levels at most, on a handful of pixels (how many and how
+    # far depends on the tiny head's training, which is not bit-reproducible across machines: CI saw 3 once)
+    d = np.abs(frames.astype(np.int32) - ref)
+    assert d.max() <= 4 and (d > 1).mean() < 1e-3, (d.max(), (d > 1).mean())
     assert not np.array_equal(frames[5], frames[45])
