@@ -101,3 +101,48 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
         assert torch.equal(sa[k], sb[k]), k
     # densification happened in both halves, so its statistics went through the checkpoint
     assert a["num_gaussians"] != 660
+
+
+def _blobs(n, scale):
+    g = GaussianSet.from_arrays(torch.randn(n, 3).numpy(), torch.rand(n, 3).numpy(),
+                                torch.tensor(scale).numpy(), torch.arange(n).remainder(5).numpy())
+    opt = torch.optim.Adam([dict(params=[getattr(g, k)], name=k) for k in GaussianSet.PARAMS])
+    return g, opt
+
+
+def test_screen_size_splits_large_gaussians_without_gradient():
+    """`densify.max_screen_px`: a Gaussian wider than the limit on screen is split although its gradient is below the
+    threshold; off (0) nothing happens; the screen size is world size x the mean px per unit of the views."""
+    torch.manual_seed(0)
+    scale = [0.002] * 4 + [0.05] * 2  # world units (free Gaussians: stored = world)
+    base = dict(grad_threshold=0.5, percent_dense=0.01, max_grow=1.0, max_scale=10.0, max_gaussians=100)
+    for limit, want in ((0.0, 0), (2.0, 2), (20.0, 0)):
+        g, opt = _blobs(6, scale)
+        stats = DensifyStats.zeros(6, "cpu")
+        stats.count[:] = 2
+        stats.px_per_unit[:] = 2 * 100.0  # 100 px per world unit in both views: radius 0.2 px / 5 px
+        info = densify_and_prune(g, opt, stats, DensifyConfig(**base, max_screen_px=limit), extent=1.0,
+                                 gen=torch.Generator().manual_seed(0))
+        assert (info["split"], info["clone"]) == (want, 0), (limit, info)
+    # stats.add accumulates focal / depth over the views that saw each Gaussian
+    st = DensifyStats.zeros(2, "cpu")
+    means = torch.tensor([[[0.0, 0.0, 10.0], [0.0, 0.0, 5.0]]])
+    st.add(torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]), torch.eye(4)[None], means,
+           torch.tensor([[[500.0, 0, 32], [0, 500.0, 32], [0, 0, 1]]]), 64)
+    assert st.count.tolist() == [1.0, 0.0] and st.px_per_unit.tolist() == [50.0, 0.0]
+
+
+def test_cap_prune_makes_room_at_the_cap():
+    """`densify.cap_prune_opacity`: at the cap, faint Gaussians are pruned and their room goes to the candidates."""
+    torch.manual_seed(0)
+    base = dict(grad_threshold=0.5, percent_dense=10.0, max_grow=0.5, max_scale=10.0, max_gaussians=6)
+    for cap_prune, want_clone in ((0.0, 0), (0.1, 2)):
+        g, opt = _blobs(6, [0.01] * 6)
+        with torch.no_grad():
+            g.opacity_logit[[4, 5]] = -4.0  # opacity 0.018: above min_opacity, below 0.1
+        stats = DensifyStats.zeros(6, "cpu")
+        stats.grad_accum[[0, 1]] = 1.0
+        stats.count[:] = 1
+        info = densify_and_prune(g, opt, stats, DensifyConfig(**base, cap_prune_opacity=cap_prune), extent=1.0,
+                                 gen=torch.Generator().manual_seed(0))
+        assert info["clone"] == want_clone and info["total"] == 6 and len(g) <= 6, (cap_prune, info)

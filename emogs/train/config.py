@@ -63,6 +63,13 @@ class DensifyConfig:
     max_scale: float = 0.1  # prune if max scale > max_scale * extent
     max_gaussians: int = 200_000
     max_grow: float = 0.05  # at most this fraction of N added per densification step (strongest grads)
+    # > 0: Gaussians whose mean screen radius (largest scale axis, px at the training resolution, over the views that
+    # saw them) exceeds this are split candidates whatever their gradient (fine detail: skin, irises; session 7
+    # measured the face painted by 1.8 px-sigma blobs). 0 = off
+    max_screen_px: float = 0.0
+    # > 0: once N is within max_grow of the cap, Gaussians below this opacity are pruned and their room goes to the
+    # candidates of the same step (without it a head at the cap stops densifying). 0 = off
+    cap_prune_opacity: float = 0.0
     # mesh heads (issue 13): at initialisation and after every densification step, Gaussians bound to an eyeball
     # triangle that lie within this many cm of an eyelid triangle, or outside the eyeball, are re-bound to the
     # nearest eyelid triangle (render unchanged at the default face), so the lash line follows the lids.
@@ -234,6 +241,8 @@ def validate(cfg: TrainConfig) -> None:
               ("neck_keep", cfg.neck_keep, cfg.neck_keep <= 2),
               ("densify.every", d.every, d.every >= 1), ("densify.max_gaussians", d.max_gaussians, d.max_gaussians >= 1),
               ("densify.eyelid_margin", d.eyelid_margin, d.eyelid_margin >= 0),
+              ("densify.max_screen_px", d.max_screen_px, d.max_screen_px >= 0),
+              ("densify.cap_prune_opacity", d.cap_prune_opacity, 0 <= d.cap_prune_opacity < 1),
               ("model.eyeball_init", m.eyeball_init, m.eyeball_init in ("sphere", "front")),
               ("model.num_face", m.num_face, m.num_face >= 1), ("model.num_shell", m.num_shell, m.num_shell >= 0),
               ("model.num_mouth", m.num_mouth, m.num_mouth >= 0), ("model.heads", m.heads, m.heads >= 1),

@@ -25,10 +25,13 @@ def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
 class DensifyStats:
     grad_accum: torch.Tensor  # (N,) summed view-space gradient norms
     count: torch.Tensor  # (N,) number of views that saw each Gaussian
+    # (N,) summed focal / depth (px per world unit at the training resolution) over the views that saw each
+    # Gaussian: its screen size is (world size) x (this / count); `DensifyConfig.max_screen_px`
+    px_per_unit: torch.Tensor | None = None
 
     @classmethod
     def zeros(cls, n: int, device: torch.device | str) -> "DensifyStats":
-        return cls(torch.zeros(n, device=device), torch.zeros(n, device=device))
+        return cls(torch.zeros(n, device=device), torch.zeros(n, device=device), torch.zeros(n, device=device))
 
     def add(self, means_grad: torch.Tensor, w2c: torch.Tensor, means: torch.Tensor, K: torch.Tensor,
             width: int) -> None:
@@ -40,6 +43,8 @@ class DensifyStats:
         seen = g > 0
         self.grad_accum += g.sum(0)
         self.count += seen.float().sum(0)
+        if self.px_per_unit is not None:
+            self.px_per_unit += torch.where(seen, K[:, None, 0, 0] / z, torch.zeros_like(z)).sum(0)
 
 
 def _adam_state_swap(opt: torch.optim.Optimizer, old: torch.nn.Parameter, new: torch.nn.Parameter,
@@ -65,14 +70,29 @@ def densify_and_prune(g: GaussianSet, opt: torch.optim.Optimizer, stats: Densify
         scales = g.log_scales.exp()  # stored units (triangle-local for bound Gaussians)
         smax = scales.max(-1).values * g.world_scale_factor()  # world units for the thresholds
         cand = grads >= cfg.grad_threshold
-        room = max(0, min(cfg.max_gaussians - n, int(cfg.max_grow * n)))
+        rank = grads
+        if cfg.max_screen_px > 0 and stats.px_per_unit is not None:
+            # large on screen: a split candidate whatever its gradient, ranked with the gradient candidates by
+            # how far past its threshold it is
+            radius = smax * stats.px_per_unit / stats.count.clamp_min(1)
+            big = (stats.count > 0) & (radius > cfg.max_screen_px)
+            rank = torch.maximum(grads / cfg.grad_threshold, torch.where(big, radius / cfg.max_screen_px, 0.0))
+            cand = cand | big
+        opacity = torch.sigmoid(g.opacity_logit)
+        prune = (opacity < cfg.min_opacity) | (smax > cfg.max_scale * extent)
+        free = 0
+        if cfg.cap_prune_opacity > 0 and n >= cfg.max_gaussians * (1 - cfg.max_grow):
+            # at the cap: the faint Gaussians make room for the candidates (3DGS's opacity reset does it by force)
+            prune = prune | (opacity < cfg.cap_prune_opacity)
+            free = int(prune.sum())
+        room = max(0, min(cfg.max_gaussians - n + free, int(cfg.max_grow * n)))
         if int(cand.sum()) > room:  # keep only the strongest candidates under the cap
-            top = torch.topk(torch.where(cand, grads, torch.full_like(grads, -1.0)), room).indices
+            top = torch.topk(torch.where(cand, rank, torch.full_like(rank, -1.0)), room).indices
             cand = torch.zeros_like(cand)
             cand[top] = True
+        cand = cand & ~prune if free else cand
         clone = cand & (smax <= cfg.percent_dense * extent)
         split = cand & ~clone
-        prune = (torch.sigmoid(g.opacity_logit) < cfg.min_opacity) | (smax > cfg.max_scale * extent)
 
         ci, si = clone.nonzero()[:, 0], split.nonzero()[:, 0]
         # split: two children sampled from the parent Gaussian, scales / 1.6; the parent is removed (in the
@@ -100,4 +120,5 @@ def densify_and_prune(g: GaussianSet, opt: torch.optim.Optimizer, stats: Densify
             _adam_state_swap(opt, old[name], new[name], keep, len(new_idx))
         stats.grad_accum = torch.zeros(len(g), device=g.means.device)
         stats.count = torch.zeros(len(g), device=g.means.device)
+        stats.px_per_unit = torch.zeros(len(g), device=g.means.device)
         return dict(clone=len(ci), split=len(si), prune=int((prune & ~split).sum()), total=len(g))

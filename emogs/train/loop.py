@@ -363,7 +363,9 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
         opt = build_optimizer(model, cfg, extent, refiner)
         restore_optimizer(opt, tens)
         gen.set_state(tens["rng.torch"].to(torch.uint8))
-        stats = DensifyStats(tens["densify.grad_accum"].to(device), tens["densify.count"].to(device))
+        stats = DensifyStats(tens["densify.grad_accum"].to(device), tens["densify.count"].to(device),
+                             tens["densify.px_per_unit"].to(device) if "densify.px_per_unit" in tens
+                             else torch.zeros_like(tens["densify.count"]).to(device))  # older checkpoints
         start = int(state["iteration"])
         log(f"[train] resuming {run.path} from iteration {start}")
     else:
@@ -387,7 +389,7 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
 
     def checkpoint(it: int) -> None:
         extra = {"rng.torch": gen.get_state(), "densify.grad_accum": stats.grad_accum,
-                 "densify.count": stats.count, **(refiner.state_tensors() if refiner is not None else {})}
+                 "densify.count": stats.count, "densify.px_per_unit": stats.px_per_unit, **(refiner.state_tensors() if refiner is not None else {})}
         run.save_checkpoint(cfg, model.state_dict(), {**optimizer_tensors(opt), **extra},
                             dict(iteration=it, stage=stage_of(it), extent=extent, num_gaussians=len(model.gaussians)))
 
