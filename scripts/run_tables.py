@@ -70,8 +70,9 @@ def control(proof: Path, locality: Path, runs: list[str]) -> list[str]:
 def quality(runs: list[str]) -> list[str]:
     """Issue 15's step table: field protocol (head pasted on the true frame by its alpha), our own (over the plate)
     and the face box, with the field PSNR / LPIPS change against the first run."""
-    lines = ["| run | iters | Gaussians | field PSNR / SSIM / LPIPS | field gain (dB / LPIPS) | face PSNR / LPIPS | "
-             "full (plate) PSNR / LPIPS | hair/ears/neck PSNR (share) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | iters | Gaussians | neck_keep | field PSNR / SSIM / LPIPS | field gain (dB / LPIPS) | "
+             "face PSNR / LPIPS | full (plate) PSNR / LPIPS | hair/ears/neck PSNR (share) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     ref = None
     for r in runs:
         m = json.loads((Path(r) / "metrics.json").read_text())
@@ -79,7 +80,11 @@ def quality(runs: list[str]) -> list[str]:
         f, fa, fu = m["field"], m["face"], m["full"]
         ho = m.get("field_regions", {}).get("head_other", {})
         ref = ref or f
+        nk = m.get("neck_keep")
+        if nk is None and (Path(r) / "config.json").is_file():  # runs from before metrics carried it
+            nk = json.loads((Path(r) / "config.json").read_text()).get("neck_keep", -1.0)
         lines.append(f"| {Path(r).name} | {g.get('iteration', '?')} | {m.get('num_gaussians', '?'):,} | "
+                     f"{'-' if nk is None or nk < 0 else nk} | "
                      f"{f['psnr']:.2f} / {f['ssim']:.3f} / {f['lpips']:.4f} | "
                      f"{f['psnr'] - ref['psnr']:+.2f} / {f['lpips'] - ref['lpips']:+.4f} | "
                      f"{fa['psnr']:.2f} / {fa['lpips']:.4f} | {fu['psnr']:.2f} / {fu['lpips']:.4f} | "

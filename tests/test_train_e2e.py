@@ -75,3 +75,4 @@ def test_neck_keep_run_gets_its_own_plate_with_the_neck(may_dataset, tmp_path):
     rows = np.flatnonzero(changed.any(1))
     assert rows.mean() > ds_plate.shape[0] / 2  # the neck: the lower half of the frame
     assert json.loads((run / "config.json").read_text())["neck_keep"] == 0.1
+    assert json.loads((run / "metrics.json").read_text())["neck_keep"] == 0.1  # the metrics say where the head ends

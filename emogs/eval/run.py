@@ -231,7 +231,9 @@ def eval_run(run: str | Path, split: str = "test", out_dir: str | Path | None = 
         add_region_errors(res, *split_side_by_side(read_frames(video, fps=FPS)), root, span, out)
         add_field_region_errors(res, folder, video, root, span, out, split)
     inputs: dict[str, Any] = {"run": str(run), "split": split, "video": str(video),
-                              "layout": "left half = render, right half = ground truth", "emotion": o.emotion}
+                              "layout": "left half = render, right half = ground truth", "emotion": o.emotion,
+                              # where the head ends, which the field protocol's numbers depend on (docs/training.md)
+                              "neck_keep": folder.config_dict().get("neck_keep")}
     fps, src = folder.benchmark_fps()
     if fps is not None:
         res.metrics["fps"] = fps

@@ -114,10 +114,13 @@ def evaluate_test(model: TalkingHead, bank: FrameBank, run, cfg, audio: np.ndarr
                    field=mean(field), field_regions=_field_regions(field_frames, gts, labels),
                    num_gaussians=len(model.gaussians), variant=model.cfg.variant,
                    model_kind=getattr(model.cfg, "kind", "free"),
+                   neck_keep=float(getattr(cfg, "neck_keep", -1.0)),
                    note="full: whole frame composited over the background plate; face: box around labels 3-6; "
                         "field: the head pasted by its rendered alpha onto the ground-truth frame, whole image "
                         "(the protocol of ER-NeRF / TalkingGaussian, whose tables report it); field_regions: where "
-                        "the field protocol's squared error lies, per label region of the true frames")
+                        "the field protocol's squared error lies, per label region of the true frames; neck_keep: "
+                        "where the head ends (>= 0: that many face heights below the jaw, as face-parsing heads; "
+                        "< 0: the dataset's neck, into the collar), which the field numbers depend on")
     run.write_metrics(metrics)
     run.write_test_alpha(render_alpha(model, bank, cfg.backend))  # `emogs eval` rebuilds the field frames with it
     side = np.concatenate([frames, gts], axis=2)  # (F, S, 2S, 3) render | GT
