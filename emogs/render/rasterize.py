@@ -53,9 +53,12 @@ def choose_backend(device: torch.device, backend: Backend = "auto") -> str:
     if backend not in ("auto", "gsplat", "torch"):
         raise ValueError(f"unknown rasterizer backend {backend!r}")
     if backend == "auto":
-        if device.type == "cuda" and not gsplat_available():
-            _warn_no_gsplat()
-        return "gsplat" if device.type == "cuda" and gsplat_available() else "torch"
+        if device.type != "cuda":
+            return "torch"
+        if gsplat_available():
+            return "gsplat"
+        _warn_no_gsplat()
+        return "torch"
     if backend == "gsplat" and device.type != "cuda":
         raise ValueError("the gsplat backend needs CUDA tensors")
     return backend

@@ -58,6 +58,10 @@ class FrameBank:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def spread_ids(self, n: int) -> np.ndarray:
+        """Up to `n` frame ids (int64) spread evenly over the bank, first and last included."""
+        return np.unique(np.linspace(0, len(self) - 1, max(1, min(n, len(self)))).round().astype(np.int64))
+
     @classmethod
     def from_dataset(cls, ds, size: int, device: torch.device | str = "cpu", neck_keep: float = -1.0) -> "FrameBank":
         """`neck_keep` >= 0: the head ends that many face heights below the jaw line (`trim_neck`)."""
@@ -136,9 +140,9 @@ def neck_plate(bank: "FrameBank", plate: np.ndarray, frames: int = 40) -> np.nda
 
     if bank.neck_freed is None or not bank.neck_freed.any():
         return plate
-    ids = torch.as_tensor(np.unique(np.linspace(0, len(bank) - 1, min(frames, len(bank))).round().astype(np.int64)))
-    imgs = bank.images[ids.to(bank.images.device)].cpu().numpy()
-    head = (bank.labels[ids.to(bank.labels.device)] >= 2).cpu().numpy()
+    ids = torch.as_tensor(bank.spread_ids(frames), device=bank.images.device)
+    imgs = bank.images[ids].cpu().numpy()
+    head = (bank.labels[ids] >= 2).cpu().numpy()
     fill = background_plate(imgs, head)
     h, w = plate.shape[:2]
     region = cv2.dilate(bank.neck_freed.astype(np.uint8), np.ones((5, 5), np.uint8))

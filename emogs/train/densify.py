@@ -27,7 +27,7 @@ class DensifyStats:
     count: torch.Tensor  # (N,) number of views that saw each Gaussian
     # (N,) summed focal / depth (px per world unit at the training resolution) over the views that saw each
     # Gaussian: its screen size is (world size) x (this / count); `DensifyConfig.max_screen_px`
-    px_per_unit: torch.Tensor | None = None
+    px_per_unit: torch.Tensor
 
     @classmethod
     def zeros(cls, n: int, device: torch.device | str) -> "DensifyStats":
@@ -43,8 +43,7 @@ class DensifyStats:
         seen = g > 0
         self.grad_accum += g.sum(0)
         self.count += seen.float().sum(0)
-        if self.px_per_unit is not None:
-            self.px_per_unit += torch.where(seen, K[:, None, 0, 0] / z, torch.zeros_like(z)).sum(0)
+        self.px_per_unit += torch.where(seen, K[:, None, 0, 0] / z, torch.zeros_like(z)).sum(0)
 
 
 def _adam_state_swap(opt: torch.optim.Optimizer, old: torch.nn.Parameter, new: torch.nn.Parameter,
@@ -71,7 +70,7 @@ def densify_and_prune(g: GaussianSet, opt: torch.optim.Optimizer, stats: Densify
         smax = scales.max(-1).values * g.world_scale_factor()  # world units for the thresholds
         cand = grads >= cfg.grad_threshold
         rank = grads
-        if cfg.max_screen_px > 0 and stats.px_per_unit is not None:
+        if cfg.max_screen_px > 0:
             # large on screen: a split candidate whatever its gradient, ranked with the gradient candidates by
             # how far past its threshold it is
             radius = smax * stats.px_per_unit / stats.count.clamp_min(1)

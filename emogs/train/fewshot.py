@@ -75,19 +75,19 @@ def _person(ds, bank: FrameBank) -> dict[str, Any]:
 
 def _layout(cfg: TrainConfig, bank: FrameBank, p: dict) -> GaussianSet:
     from emogs.model.mesh_head import init_mesh_gaussians
-    from emogs.train.loop import _view_ids, _views
+    from emogs.train.loop import _views
 
     m = cfg.model
-    iv, vv = _view_ids(bank, cfg.num_init_views), _view_ids(bank, cfg.num_vote_views)
+    iv, vv = bank.spread_ids(cfg.num_init_views), bank.spread_ids(cfg.num_vote_views)
     return init_mesh_gaussians(p["neutral"], p["basis"], p["triangles"], p["regions"], p["expr_mean"],
                                _views(bank, cfg.num_init_views), p["expr"][iv], _views(bank, cfg.num_vote_views),
                                p["expr"][vv], m.num_face, m.num_shell, m.num_mouth, cfg.seed)
 
 
 def _colors(g: GaussianSet, bank: FrameBank, p: dict, n_views: int) -> tuple[np.ndarray, np.ndarray]:
-    from emogs.train.loop import _view_ids, _views
+    from emogs.train.loop import _views
 
-    ids = _view_ids(bank, n_views)
+    ids = bank.spread_ids(n_views)
     col = vote_colors(g, p["neutral"], p["basis"], p["triangles"], _views(bank, n_views), p["expr"][ids], default=-1.0)
     return np.clip(col, 0.02, 0.98), col[:, 0] >= 0  # colours, seen by some view
 

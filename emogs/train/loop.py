@@ -63,12 +63,8 @@ def set_learning_rates(opt: torch.optim.Optimizer, it: int, total: int) -> None:
         g["lr"] = g["lr0"] * (g["lr1"] / g["lr0"]) ** t if g["lr0"] > 0 else 0.0
 
 
-def _view_ids(bank: FrameBank, n: int) -> np.ndarray:
-    return np.unique(np.linspace(0, len(bank) - 1, max(1, min(n, len(bank)))).round().astype(int))
-
-
 def _views(bank: FrameBank, n: int) -> list[View]:
-    ids = _view_ids(bank, n)
+    ids = bank.spread_ids(n)
     return [View(bank.images[i].cpu().numpy().astype(np.float32) / 255, bank.labels[i].cpu().numpy(),
                  bank.world_to_cam[i].cpu().double().numpy(), bank.K[i].cpu().double().numpy()) for i in ids]
 
@@ -149,8 +145,8 @@ def init_mesh_model(cfg: TrainConfig, bank: FrameBank, ds) -> TalkingHead:
     expr = bank.expression.cpu().numpy()
     expr_mean = expr.mean(0)
     m = cfg.model
-    iv = _view_ids(bank, cfg.num_init_views)
-    vv = _view_ids(bank, cfg.num_vote_views)
+    iv = bank.spread_ids(cfg.num_init_views)
+    vv = bank.spread_ids(cfg.num_vote_views)
     g = init_mesh_gaussians(neutral, basis, pm["triangles"], regions, expr_mean, _views(bank, cfg.num_init_views),
                             expr[iv], _views(bank, cfg.num_vote_views), expr[vv], m.num_face, m.num_shell,
                             m.num_mouth, cfg.seed, m.eyeball_init)
@@ -389,7 +385,8 @@ def train(dataset: str | Path | tuple, run_dir: str | Path, cfg: TrainConfig, re
 
     def checkpoint(it: int) -> None:
         extra = {"rng.torch": gen.get_state(), "densify.grad_accum": stats.grad_accum,
-                 "densify.count": stats.count, "densify.px_per_unit": stats.px_per_unit, **(refiner.state_tensors() if refiner is not None else {})}
+                 "densify.count": stats.count, "densify.px_per_unit": stats.px_per_unit,
+                 **(refiner.state_tensors() if refiner is not None else {})}
         run.save_checkpoint(cfg, model.state_dict(), {**optimizer_tensors(opt), **extra},
                             dict(iteration=it, stage=stage_of(it), extent=extent, num_gaussians=len(model.gaussians)))
 
