@@ -23,7 +23,7 @@
 #   EMOGS_SPEECH_AUDIOS="A.wav B.wav"  after each job: `emogs eval-speech RUN --audio ... --render-only` (16 kHz mono
 #                            WAVs; their Whisper rows in .gpu/feature_cache, EMOGS_FEATURE_CACHE), measured here with
 #                            `emogs eval-speech RUN --audio <the same files> --dataset datasets/NAME -o RUN/eval_speech`
-#   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars ("NAME1 NAME2": only those runs' weights come back) (64 MiB come back at most; tars over 15 MiB
+#   EMOGS_RETURN_MODEL=0     leave model.safetensors out of the tars ("NAME1 NAME2": only those runs' weights come back; run names drop the variant full: macron:full:px -> macron_px; an unknown name stops the call before any work) (64 MiB come back at most; tars over 15 MiB
 #                            come back in parts: cat NAME.tar.part* > NAME.tar)
 #   EMOGS_STUDIO_AUDIO=WAV   after the FPS benchmark: scripts/studio_measure.py on the first run (python client;
 #                            carry the aiohttp wheels in .whl/studio)
@@ -47,6 +47,18 @@ T0=$(date +%s); LIMIT="${EMOGS_GPU_LIMIT_S:-575}"
 # (a call that runs past the device's 600 s returns nothing at all)
 left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 LOG="$OUT/session.log"
+# a job's run name: DATASET[_VARIANT unless full][_TAG][_sSEED]
+job_name() {
+  local ds variant tag iters seed name; IFS=: read -r ds variant tag iters seed <<< "$1"; variant=${variant:-full}
+  name="$ds"; [ "$variant" != full ] && name="${name}_$variant"; [ -n "$tag" ] && name="${name}_$tag"
+  [ -n "$seed" ] && name="${name}_s$seed"; echo "$name"
+}
+# EMOGS_RETURN_MODEL names runs: a name no job has would silently bring no weights back, so stop before any work
+all_names=" "; for job in "$@"; do all_names+="$(job_name "$job") "; done
+for want in ${EMOGS_RETURN_MODEL:-1}; do
+  case "$want" in 0|1) ;; *) case "$all_names" in *" $want "*) ;; *)
+    echo "error: EMOGS_RETURN_MODEL names '$want', which is no job's run name (these are:$all_names)" >&2; exit 2 ;; esac ;; esac
+done
 rm -rf /tmp/runs  # never resume a stale run left on a warm machine
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/gsplat-*.whl
 export PYTHONPATH="$PWD:/tmp/site:${PYTHONPATH:-}" TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONUNBUFFERED=1 EMOGS_ASSETS="$PWD/.gpu/train_assets"
@@ -79,8 +91,7 @@ for job in "$@"; do
   IFS=: read -r ds variant tag iters seed <<< "$job"; variant=${variant:-full}
   it_arg=("${ITERS_ARG[@]}"); [ -n "$iters" ] && it_arg=(--iters "$iters")
   seed_arg=(); [ -n "$seed" ] && seed_arg=(--seed "$seed")
-  name="$ds"; [ "$variant" != full ] && name="${name}_$variant"; [ -n "$tag" ] && name="${name}_$tag"
-  [ -n "$seed" ] && name="${name}_s$seed"
+  name=$(job_name "$job")
   names+=("$name"); gpu=$(( i % NGPU ))
   cfgvar="EMOGS_CONFIG_JSON_${tag}"; cfg="${!cfgvar:-${EMOGS_CONFIG_JSON:-}}"
   (
